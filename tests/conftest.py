@@ -1,0 +1,48 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TOY = f"{ROOT / 'tests' / 'toyenv.py'}:env"
+
+
+@pytest.fixture(autouse=True)
+def workbench_home(tmp_path, monkeypatch):
+    """Every test gets its own store; nothing touches ./.workbench."""
+    home = tmp_path / "wb"
+    monkeypatch.setenv("WORKBENCH_HOME", str(home))
+    monkeypatch.delenv("WORKBENCH_DATABASE_URL", raising=False)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    return home
+
+
+@pytest.fixture
+def toy():
+    from workbench import resolve_environment
+
+    return resolve_environment(TOY)
+
+
+@pytest.fixture
+def store():
+    from workbench import get_store
+
+    return get_store()
+
+
+def run_cli(*args, cwd=None, env=None, timeout=120):
+    """Run the real `workbench` command in a subprocess."""
+    import subprocess
+
+    exe = Path(sys.executable).with_name("workbench")
+    return subprocess.run(
+        [str(exe), *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        timeout=timeout,
+    )

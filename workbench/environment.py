@@ -1,0 +1,449 @@
+"""Environments: tools plus scenarios, with a fresh state object per run.
+
+```python
+env = Environment("shop", state=Shop)
+
+@env.tool
+def search(state: Shop, query: str) -> list[dict]:
+    '''Search the catalogue.
+
+    Args:
+        query: words to look for in product names.
+    '''
+    return state.search(query)
+
+@env.scenario("checkout")
+async def checkout(state: Shop, product_name: str, apply_coupon: bool = False):
+    answer = yield f"Buy {product_name}"
+    yield 1.0 if state.order_confirmed(product_name, apply_coupon) else 0.0
+```
+
+A tool or scenario receives the run's state by declaring a parameter named ``state`` or one
+annotated with the state's class; every other parameter is an argument, validated by pydantic
+from the signature. Tool exceptions become error results that the model sees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import docstring_parser
+import pydantic
+
+from workbench.errors import ScenarioArgumentError, UnknownScenarioError
+
+if TYPE_CHECKING:
+    from workbench.tasks import Task
+
+# Environments created in this process, by reference: lets a notebook-defined environment
+# be resolved by name without being importable.
+_LOCAL_ENVIRONMENTS: dict[str, Environment] = {}
+
+
+def _state_param(fn: Callable, state_type: Any) -> str | None:
+    """The name of the parameter that receives the run's state, if the function declares one."""
+    for name, param in inspect.signature(fn).parameters.items():
+        if name == "state":
+            return name
+        if state_type is not None and isinstance(state_type, type):
+            annotation = param.annotation
+            if annotation is state_type or annotation == getattr(state_type, "__name__", None):
+                return name
+    return None
+
+
+def _arguments_model(fn: Callable, skip: str | None, descriptions: dict[str, str]):
+    """A pydantic model of a function's arguments, from its signature and type hints."""
+    hints = _type_hints(fn)
+    fields: dict[str, Any] = {}
+    for name, param in inspect.signature(fn).parameters.items():
+        if name == skip or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        annotation = hints.get(name, Any)
+        default = ... if param.default is param.empty else param.default
+        fields[name] = (
+            annotation,
+            pydantic.Field(default, description=descriptions.get(name) or None),
+        )
+    config = pydantic.ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+    return pydantic.create_model(f"{fn.__name__}_arguments", __config__=config, **fields)
+
+
+def _type_hints(fn: Callable) -> dict[str, Any]:
+    try:
+        import typing
+
+        return typing.get_type_hints(fn)
+    except Exception:  # unresolvable forward references: fall back to the raw annotations
+        return {
+            k: v for k, v in getattr(fn, "__annotations__", {}).items() if not isinstance(v, str)
+        }
+
+
+def _clean_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """Drop pydantic's titles: they add tokens to every prompt and tell the model nothing."""
+    if isinstance(schema, dict):
+        return {k: _clean_schema(v) for k, v in schema.items() if k != "title"}
+    if isinstance(schema, list):
+        return [_clean_schema(v) for v in schema]
+    return schema
+
+
+def _describe_validation_error(owner: str, error: pydantic.ValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        name = ".".join(str(p) for p in item["loc"]) or "arguments"
+        if item["type"] == "missing":
+            parts.append(f"argument '{name}' is required")
+        elif item["type"] == "extra_forbidden":
+            parts.append(f"unknown argument '{name}'")
+        else:
+            parts.append(f"argument '{name}': {item['msg']} (got {item.get('input')!r})")
+    return f"{owner}: " + "; ".join(parts)
+
+
+@dataclass
+class Tool:
+    """A function the agent can call; its JSON schema is derived from the signature."""
+
+    name: str
+    description: str
+    fn: Callable
+    arguments: type[pydantic.BaseModel]
+    state_param: str | None
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def schema(self) -> dict[str, Any]:
+        """The tool as an OpenAI function tool."""
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": self.parameters,
+            },
+        }
+
+    async def call(self, state: Any, arguments: dict[str, Any]) -> Any:
+        """Validate the arguments and call the tool; raises on bad arguments or tool errors."""
+        try:
+            values = self.arguments.model_validate(arguments)
+        except pydantic.ValidationError as e:
+            raise ToolArgumentError(_describe_validation_error(self.name, e)) from None
+        kwargs = {name: getattr(values, name) for name in type(values).model_fields}
+        if self.state_param:
+            kwargs[self.state_param] = state
+        result = self.fn(**kwargs)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+
+class ToolArgumentError(ValueError):
+    """The model called a tool with arguments that do not fit its schema."""
+
+
+@dataclass
+class Scenario:
+    """An async generator with two yields: the prompt, then the reward.
+
+    Calling a scenario with arguments makes a :class:`~workbench.tasks.Task`.
+    """
+
+    env: Environment
+    name: str
+    fn: Callable
+    arguments: type[pydantic.BaseModel]
+    state_param: str | None
+    description: str = ""
+
+    def __call__(self, slug: str | None = None, **args: Any) -> Task:
+        return self.env.task(self.name, slug=slug, **args)
+
+    @property
+    def parameters(self) -> dict[str, pydantic.fields.FieldInfo]:
+        """Argument name -> pydantic field (annotation, default, description): for forms."""
+        return dict(self.arguments.model_fields)
+
+    def validate(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Check arguments against the signature; returns them coerced to the declared types.
+
+        Raises :class:`ScenarioArgumentError` with a one-line message naming the argument.
+        """
+        try:
+            values = self.arguments.model_validate(args)
+        except pydantic.ValidationError as e:
+            raise ScenarioArgumentError(
+                _describe_validation_error(f"scenario '{self.name}'", e)
+            ) from None
+        return values.model_dump(mode="json", exclude_unset=True)
+
+
+class Environment:
+    """Tools and scenarios over a state object that is created fresh for every run.
+
+    Args:
+        name: short name, shown in traces and tasksets.
+        state: a class or zero-argument factory called once per run (None: no state).
+        description: one line for listings.
+    """
+
+    def __init__(self, name: str, state: Callable[[], Any] | None = None, description: str = ""):
+        self.name = name
+        self.state_factory = state
+        self.description = description
+        self.tools: dict[str, Tool] = {}
+        self.scenarios: dict[str, Scenario] = {}
+        self.policies: dict[str, Callable] = {}
+        self._module = sys._getframe(1).f_globals.get("__name__", "__main__")
+        self._ref: str | None = None
+        _LOCAL_ENVIRONMENTS[name] = self
+
+    def __repr__(self) -> str:
+        return (
+            f"Environment({self.name!r}, tools={list(self.tools)}, "
+            f"scenarios={list(self.scenarios)})"
+        )
+
+    # -- registration -------------------------------------------------------------------
+
+    def tool(self, fn: Callable | None = None, *, name: str | None = None):
+        """Register a tool. Use as ``@env.tool`` or ``@env.tool(name="...")``."""
+
+        def register(fn: Callable) -> Callable:
+            doc = docstring_parser.parse(inspect.getdoc(fn) or "")
+            descriptions = {p.arg_name: p.description or "" for p in doc.params}
+            state_param = _state_param(fn, self.state_factory)
+            model = _arguments_model(fn, state_param, descriptions)
+            description = "\n\n".join(
+                part for part in (doc.short_description, doc.long_description) if part
+            )
+            tool = Tool(
+                name=name or fn.__name__,
+                description=description,
+                fn=fn,
+                arguments=model,
+                state_param=state_param,
+                parameters=_clean_schema(model.model_json_schema()),
+            )
+            self.tools[tool.name] = tool
+            return fn
+
+        return register(fn) if fn is not None else register
+
+    def scenario(self, name: str | None = None, *, description: str = ""):
+        """Register a scenario: an async generator that yields the prompt, then the reward."""
+
+        def register(fn: Callable) -> Scenario:
+            if not inspect.isasyncgenfunction(fn):
+                raise TypeError(
+                    f"scenario '{name or fn.__name__}' must be an async generator function "
+                    "(async def with two yields: the prompt, then the reward)"
+                )
+            doc = docstring_parser.parse(inspect.getdoc(fn) or "")
+            descriptions = {p.arg_name: p.description or "" for p in doc.params}
+            state_param = _state_param(fn, self.state_factory)
+            scenario = Scenario(
+                env=self,
+                name=name or fn.__name__,
+                fn=fn,
+                arguments=_arguments_model(fn, state_param, descriptions),
+                state_param=state_param,
+                description=description or doc.short_description or "",
+            )
+            self.scenarios[scenario.name] = scenario
+            return scenario
+
+        if callable(name):  # bare @env.scenario
+            fn, name = name, None
+            return register(fn)
+        return register
+
+    def policy(self, name: str):
+        """Register a scripted policy, served as the model id ``scripted:NAME``.
+
+        A policy is ``fn(ctx: PolicyContext) -> dict`` returning the next assistant message;
+        see :mod:`workbench.models.scripted`.
+        """
+
+        def register(fn: Callable) -> Callable:
+            self.policies[name] = fn
+            return fn
+
+        return register
+
+    # -- tasks ----------------------------------------------------------------------------
+
+    def task(self, scenario: str, slug: str | None = None, **args: Any) -> Task:
+        """Make a task from a scenario and its arguments, validated now."""
+        from workbench.tasks import Task
+
+        found = self.get_scenario(scenario)
+        return Task(env=self.ref, scenario=found.name, args=found.validate(args), slug=slug or "")
+
+    def get_scenario(self, name: str) -> Scenario:
+        try:
+            return self.scenarios[name]
+        except KeyError:
+            known = ", ".join(self.scenarios) or "none"
+            raise UnknownScenarioError(
+                f"environment '{self.name}' has no scenario '{name}' (it has: {known})"
+            ) from None
+
+    @property
+    def tool_schemas(self) -> list[dict[str, Any]]:
+        return [tool.schema for tool in self.tools.values()]
+
+    # -- how other processes find this environment ----------------------------------------
+
+    @property
+    def ref(self) -> str:
+        """A reference any process can resolve: ``shop``, ``pkg.module:attr``, or the name."""
+        if self._ref is None:
+            self._ref = self._find_ref()
+        return self._ref
+
+    @ref.setter
+    def ref(self, value: str) -> None:
+        self._ref = value
+
+    def _find_ref(self) -> str:
+        module = self._module
+        if module.startswith("environments."):
+            return module.split(".")[1]
+        loaded = sys.modules.get(module)
+        if module != "__main__" and loaded is not None:
+            for attr, value in vars(loaded).items():
+                if value is self:
+                    return f"{module}:{attr}"
+        return self.name  # defined in a notebook or script: resolvable in this process only
+
+    # -- running --------------------------------------------------------------------------
+
+    def new_state(self) -> Any:
+        return self.state_factory() if self.state_factory is not None else None
+
+    def episode(self, task: Task) -> Episode:
+        """A fresh run of a task: new state, the scenario ready to be started."""
+        return Episode(self, self.get_scenario(task.scenario), task.args)
+
+
+def _tool_output(result: Any) -> str:
+    if isinstance(result, str):
+        return result
+    try:
+        return json.dumps(result, default=str, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return str(result)
+
+
+@dataclass
+class ToolOutcome:
+    """What a tool call returned to the model: text, and whether it was an error."""
+
+    content: str
+    error: bool = False
+
+
+class ScenarioError(RuntimeError):
+    """The scenario itself misbehaved (bad prompt, bad reward, wrong number of yields)."""
+
+
+class Episode:
+    """One run of a scenario in this process: its state, prompt, tool calls and grade."""
+
+    def __init__(self, env: Environment, scenario: Scenario, args: dict[str, Any]):
+        self.env = env
+        self.scenario = scenario
+        self.args = args
+        self.state: Any = None
+        self._gen = None
+
+    async def start(self) -> list[dict[str, Any]]:
+        """Create the state, run the scenario to its first yield; returns the prompt messages."""
+        self.state = self.env.new_state()
+        kwargs = dict(self.scenario.arguments.model_validate(self.args))
+        if self.scenario.state_param:
+            kwargs[self.scenario.state_param] = self.state
+        self._gen = self.scenario.fn(**kwargs)
+        try:
+            prompt = await self._gen.__anext__()
+        except StopAsyncIteration:
+            raise ScenarioError(f"scenario '{self.scenario.name}' ended without a prompt") from None
+        return prompt_messages(prompt, self.scenario.name)
+
+    async def call_tool(self, name: str, arguments: str | dict[str, Any] | None) -> ToolOutcome:
+        """Call a tool by name. Bad names, bad JSON and exceptions become error outcomes."""
+        tool = self.env.tools.get(name)
+        if tool is None:
+            known = ", ".join(self.env.tools) or "none"
+            return ToolOutcome(f"Error: unknown tool '{name}'. Available tools: {known}.", True)
+        if isinstance(arguments, str):
+            try:
+                arguments = json.loads(arguments) if arguments.strip() else {}
+            except json.JSONDecodeError as e:
+                return ToolOutcome(f"Error: arguments for '{name}' are not valid JSON ({e}).", True)
+        if arguments is None:
+            arguments = {}
+        if not isinstance(arguments, dict):
+            return ToolOutcome(f"Error: arguments for '{name}' must be a JSON object.", True)
+        try:
+            result = await tool.call(self.state, arguments)
+        except ToolArgumentError as e:
+            return ToolOutcome(f"Error: {e}", True)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # the model sees the failure and may recover
+            return ToolOutcome(f"Error: {type(e).__name__}: {e}", True)
+        return ToolOutcome(_tool_output(result))
+
+    async def grade(self, answer: str | None) -> tuple[float, dict[str, Any]]:
+        """Send the final answer into the scenario; returns (reward, info)."""
+        if self._gen is None:
+            raise ScenarioError("grade() called before start()")
+        try:
+            value = await self._gen.asend(answer)
+        except StopAsyncIteration:
+            raise ScenarioError(
+                f"scenario '{self.scenario.name}' ended without yielding a reward"
+            ) from None
+        return parse_reward(value, self.scenario.name)
+
+    async def close(self) -> None:
+        if self._gen is not None:
+            await self._gen.aclose()
+
+
+def prompt_messages(prompt: Any, scenario: str) -> list[dict[str, Any]]:
+    """A scenario's first yield as chat messages: a string becomes one user message."""
+    if isinstance(prompt, str):
+        return [{"role": "user", "content": prompt}]
+    if isinstance(prompt, list) and all(isinstance(m, dict) and "role" in m for m in prompt):
+        return [dict(m) for m in prompt]
+    raise ScenarioError(
+        f"scenario '{scenario}' yielded a prompt of type {type(prompt).__name__}: "
+        "yield a string or a list of chat messages"
+    )
+
+
+def parse_reward(value: Any, scenario: str) -> tuple[float, dict[str, Any]]:
+    """A scenario's second yield: a number in [0, 1] or ``{"reward": x, "info": {...}}``."""
+    info: dict[str, Any] = {}
+    if isinstance(value, dict):
+        info = dict(value.get("info") or {})
+        value = value.get("reward")
+    if not isinstance(value, int | float):  # bool is an int: True -> 1.0
+        raise ScenarioError(
+            f"scenario '{scenario}' yielded reward {value!r}: yield a number in [0, 1]"
+        )
+    reward = float(value)
+    if not 0.0 <= reward <= 1.0:
+        raise ScenarioError(f"scenario '{scenario}' yielded reward {reward}, outside [0, 1]")
+    return reward, info

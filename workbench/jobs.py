@@ -1,0 +1,433 @@
+"""Evaluation jobs: every task x model x group index, run concurrently, traces stored.
+
+```python
+job = await workbench.evaluate("shop-basics", ["scripted:expert", "scripted:weak"],
+                               group_size=4, max_steps=10)
+job.leaderboard()
+```
+
+In a notebook, ``job = workbench.start(...)`` returns at once: the job runs as a task on the
+kernel's event loop; ``job.subscribe(fn)`` or ``async for event in job.events()`` follow it,
+``job.cancel()`` stops it (finished runs stay stored) and ``await job`` waits for it.
+A job interrupted any way (Ctrl-C, SIGKILL, cancel) resumes with ``workbench.resume(job_id)``:
+stored runs are kept, missing ones are run, none twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import pandas as pd
+import pydantic
+
+from workbench.agent import DEFAULT_MAX_STEPS, Agent
+from workbench.errors import WorkbenchError
+from workbench.models import ScriptedModel, Sampling, get_model
+from workbench.runs import EvalContext
+from workbench.store import Store, get_store
+from workbench.tasks import Task, Taskset, load_taskset
+from workbench.traces import Trace
+
+
+class RunConfig(pydantic.BaseModel):
+    """Everything that configures a job: the API, the CLI and the run dialog all fill this."""
+
+    models: list[str] = pydantic.Field(min_length=1)
+    group_size: int = pydantic.Field(1, ge=1)
+    max_steps: int = pydantic.Field(DEFAULT_MAX_STEPS, ge=1)
+    max_concurrent: int = pydantic.Field(16, ge=1)
+    timeout: float | None = pydantic.Field(None, gt=0, description="seconds per run")
+    task_ids: list[str] | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    seed: int | None = None
+    backend: Literal["asyncio"] = "asyncio"
+
+    @property
+    def sampling(self) -> Sampling:
+        return Sampling(
+            temperature=self.temperature,
+            top_p=self.top_p,
+            max_tokens=self.max_tokens,
+            seed=self.seed,
+        )
+
+
+# -- events -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobStarted:
+    job_id: str
+    total: int
+    already_done: int
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    job_id: str
+    task: str
+    model: str
+    group_index: int
+
+
+@dataclass(frozen=True)
+class Step:
+    job_id: str
+    task: str
+    model: str
+    group_index: int
+    step: int
+    message: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RunFinished:
+    job_id: str
+    trace: Trace
+
+
+@dataclass(frozen=True)
+class JobFinished:
+    job_id: str
+    status: str
+    done: int
+    errors: int
+
+
+Event = JobStarted | RunStarted | Step | RunFinished | JobFinished
+
+
+# -- writing traces in batches ------------------------------------------------------------
+
+
+class TraceWriter:
+    """Buffers finished traces and writes them in one transaction per batch.
+
+    A batch goes out when it is full or ``interval`` seconds after its first trace, so a
+    killed process loses at most that much finished work (which a resume then re-runs).
+    """
+
+    def __init__(self, store: Store, batch_size: int = 256, interval: float = 0.05):
+        self.store = store
+        self.batch_size = batch_size
+        self.interval = interval
+        self._buffer: list[Trace] = []
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, trace: Trace) -> None:
+        self._buffer.append(trace)
+        if len(self._buffer) >= self.batch_size:
+            self.flush()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.interval, self.flush)
+
+    def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        batch, self._buffer = self._buffer, []
+        self.store.add_traces(batch)
+
+
+# -- the job ------------------------------------------------------------------------------
+
+
+class Job:
+    """A running or finished evaluation; awaitable."""
+
+    def __init__(self, job_id: str, taskset: Taskset, config: RunConfig, store: Store):
+        self.id = job_id
+        self.taskset = taskset
+        self.config = config
+        self.store = store
+        self.total = len(taskset) * len(config.models) * config.group_size
+        self.done = 0
+        self.errors = 0
+        self.status = "pending"
+        self._listeners: list[Callable[[Event], None]] = []
+        self._queues: list[asyncio.Queue] = []
+        self._task: asyncio.Task | None = None
+
+    def __repr__(self) -> str:
+        return f"Job({self.id!r}, {self.taskset.name!r}, {self.status}, {self.done}/{self.total})"
+
+    # -- following ------------------------------------------------------------------------
+
+    def subscribe(self, listener: Callable[[Event], None]) -> Callable[[], None]:
+        """Call ``listener(event)`` for every event; returns a function that unsubscribes."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    async def events(self) -> AsyncIterator[Event]:
+        """Every event from now until the job finishes."""
+        queue: asyncio.Queue = asyncio.Queue()
+        self._queues.append(queue)
+        try:
+            while True:
+                event = await queue.get()
+                yield event
+                if isinstance(event, JobFinished):
+                    return
+        finally:
+            self._queues.remove(queue)
+
+    def _emit(self, event: Event) -> None:
+        for listener in list(self._listeners):
+            listener(event)
+        for queue in self._queues:
+            queue.put_nowait(event)
+
+    @property
+    def _watched(self) -> bool:
+        return bool(self._listeners or self._queues)
+
+    # -- control --------------------------------------------------------------------------
+
+    def cancel(self) -> None:
+        """Stop the job; finished runs stay in the store and the job can be resumed."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    def __await__(self):
+        return self.wait().__await__()
+
+    async def wait(self) -> Job:
+        if self._task is not None:
+            try:
+                await asyncio.shield(self._task)
+            except asyncio.CancelledError:
+                if not self._task.cancelled():
+                    raise  # we were cancelled, not the job
+        return self
+
+    def is_done(self) -> bool:
+        return self.status in ("finished", "cancelled", "failed")
+
+    # -- results --------------------------------------------------------------------------
+
+    def traces_df(self) -> pd.DataFrame:
+        return self.store.traces_df(job_id=self.id)
+
+    def traces(self) -> list[Trace]:
+        return self.store.traces(job_id=self.id)
+
+    def leaderboard(self) -> pd.DataFrame:
+        from workbench.leaderboard import leaderboard
+
+        return leaderboard(self.traces_df())
+
+    def per_task(self) -> pd.DataFrame:
+        from workbench.leaderboard import per_task
+
+        return per_task(self.traces_df())
+
+    # -- running --------------------------------------------------------------------------
+
+    def _pending_runs(self, finished: set[tuple[str, str, int]]) -> Iterator[tuple[Task, str, int]]:
+        # Group index outermost: a live leaderboard sees every model and task early.
+        for group_index in range(self.config.group_size):
+            for task in self.taskset:
+                for model in self.config.models:
+                    if (task.slug, model, group_index) not in finished:
+                        yield task, model, group_index
+
+    async def _run(self) -> None:
+        config = self.config
+        agents = {
+            m: Agent(m, max_steps=config.max_steps, sampling=config.sampling)
+            for m in config.models
+        }
+        writer = TraceWriter(self.store)
+        finished = self.store.finished_runs(self.id)
+        self.done = len(finished)
+        self.status = "running"
+        self.store.set_job_status(self.id, "running")
+        self._emit(JobStarted(self.id, self.total, self.done))
+        pending = self._pending_runs(finished)
+
+        async def worker() -> None:
+            for task, model, group_index in pending:
+                trace = await self._run_one(agents[model], task, group_index)
+                if trace.stop_reason == "cancelled":
+                    continue  # not stored: a resume runs it again
+                writer.add(trace)
+                self.done += 1
+                self.errors += trace.stop_reason == "error"
+                if self._watched:
+                    self._emit(RunFinished(self.id, trace))
+
+        workers = [asyncio.create_task(worker()) for _ in range(config.max_concurrent)]
+        try:
+            await asyncio.gather(*workers)
+            self.status = "finished"
+        except asyncio.CancelledError:
+            self.status = "cancelled"
+            for w in workers:
+                w.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            raise
+        except BaseException:
+            self.status = "failed"
+            raise
+        finally:
+            writer.flush()
+            self.store.set_job_status(self.id, self.status)
+            self._emit(JobFinished(self.id, self.status, self.done, self.errors))
+
+    async def _run_one(self, agent: Agent, task: Task, group_index: int) -> Trace:
+        model = agent.model.model_id
+        on_step = None
+        if self._watched:
+            self._emit(RunStarted(self.id, task.slug, model, group_index))
+
+            def on_step(ctx: EvalContext, message: dict[str, Any]) -> None:
+                self._emit(Step(self.id, task.slug, model, group_index, ctx.trace.steps, message))
+
+        ctx = EvalContext(
+            task,
+            job_id=self.id,
+            taskset=self.taskset.name,
+            group_index=group_index,
+            on_step=on_step,
+        )
+        try:
+            if self.config.timeout is None:
+                await agent.run(ctx)
+            else:
+                async with asyncio.timeout(self.config.timeout):
+                    await agent.run(ctx)
+        except TimeoutError:
+            ctx.finish("timeout", TimeoutError(f"run exceeded {self.config.timeout} s"), force=True)
+        finally:
+            await ctx.close()
+        return ctx.trace
+
+
+# -- entry points -------------------------------------------------------------------------
+
+
+def _as_taskset(taskset: Taskset | str, store: Store) -> Taskset:
+    return taskset if isinstance(taskset, Taskset) else load_taskset(taskset, store=store)
+
+
+def _check_models(models: Iterable[str], taskset: Taskset) -> None:
+    """Resolve every model id now, so a typo fails before any run starts."""
+    envs = {task.env: task for task in taskset}
+    for model_id in models:
+        model = get_model(model_id)
+        if isinstance(model, ScriptedModel):
+            for task in envs.values():
+                model.policy_for(task)
+
+
+def create_job(
+    taskset: Taskset | str,
+    models: str | list[str] | None = None,
+    *,
+    store: Store | None = None,
+    config: RunConfig | None = None,
+    **options: Any,
+) -> Job:
+    """Make and store a job without running it (``start`` and ``evaluate`` call this)."""
+    store = store or get_store()
+    if config is None:
+        if isinstance(models, str):
+            models = [models]
+        config = RunConfig(models=models or [], **options)
+    taskset = _as_taskset(taskset, store)
+    if config.task_ids:
+        taskset = taskset.select(config.task_ids)
+    if not len(taskset):
+        raise WorkbenchError(f"taskset '{taskset.name}' has no tasks to run")
+    for task in taskset:
+        task.validate_args()
+    _check_models(config.models, taskset)
+    job = Job(uuid.uuid4().hex[:12], taskset, config, store)
+    store.create_job(job.id, taskset, config.model_dump_json(), job.total)
+    return job
+
+
+def start(
+    taskset: Taskset | str,
+    models: str | list[str] | None = None,
+    *,
+    store: Store | None = None,
+    resume: str | None = None,
+    **options: Any,
+) -> Job:
+    """Start a job in the background of the running event loop; returns it at once."""
+    job = load_job(resume, store=store) if resume else create_job(
+        taskset, models, store=store, **options
+    )
+    job._task = asyncio.get_running_loop().create_task(job._run(), name=f"workbench-job-{job.id}")
+    # A cancelled or failed job is reported through its status and events; don't let
+    # asyncio log "exception was never retrieved" for a job nobody awaits.
+    job._task.add_done_callback(lambda t: t.cancelled() or t.exception())
+    return job
+
+
+async def evaluate(
+    taskset: Taskset | str,
+    models: str | list[str] | None = None,
+    *,
+    group_size: int = 1,
+    max_steps: int = DEFAULT_MAX_STEPS,
+    max_concurrent: int = 16,
+    store: Store | None = None,
+    on_event: Callable[[Event], None] | None = None,
+    **options: Any,
+) -> Job:
+    """Evaluate models on a taskset and wait for the job to finish.
+
+    Args:
+        taskset: a Taskset, a stored or shipped taskset name, or a JSONL path.
+        models: one model id or a list (``scripted:expert``, ``openai:gpt-4o-mini``, ...).
+        group_size: runs per task per model.
+        max_steps: model calls per run.
+        max_concurrent: runs in flight at once.
+        on_event: called with every event (progress bars, widgets).
+        **options: the rest of :class:`RunConfig` (timeout, task_ids, temperature, ...).
+    """
+    job = create_job(
+        taskset,
+        models,
+        store=store,
+        group_size=group_size,
+        max_steps=max_steps,
+        max_concurrent=max_concurrent,
+        **options,
+    )
+    return await run_job(job, on_event)
+
+
+async def run_job(job: Job, on_event: Callable[[Event], None] | None = None) -> Job:
+    """Run a job made by ``create_job`` or ``load_job`` to the end, in this task."""
+    if on_event is not None:
+        job.subscribe(on_event)
+    job._task = asyncio.current_task()
+    await job._run()
+    return job
+
+
+def load_job(job_id: str, store: Store | None = None) -> Job:
+    """A stored job, ready to resume."""
+    store = store or get_store()
+    row = store.get_job(job_id)
+    taskset = Taskset(row["taskset"], row["tasks"])
+    job = Job(row["id"], taskset, RunConfig.model_validate(row["config"]), store)
+    _check_models(job.config.models, taskset)
+    return job
+
+
+async def resume(
+    job_id: str, *, store: Store | None = None, on_event: Callable[[Event], None] | None = None
+) -> Job:
+    """Finish an interrupted job: stored runs are kept, the missing ones run, none twice."""
+    return await run_job(load_job(job_id, store=store), on_event)
+

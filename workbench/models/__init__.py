@@ -1,0 +1,83 @@
+"""Chat models behind one protocol, named by a model id string.
+
+| model id | what |
+| --- | --- |
+| ``scripted:NAME`` | the environment's deterministic policy NAME (``expert``, ``weak``) |
+| ``openai:MODEL`` | the OpenAI API (``OPENAI_API_KEY``, ``OPENAI_BASE_URL``) |
+| ``ENDPOINT:MODEL`` | a named OpenAI-compatible endpoint from ``config.toml`` |
+"""
+
+from __future__ import annotations
+
+import os
+
+from workbench import config
+from workbench.errors import UnknownModelError, WorkbenchError
+from workbench.models.base import ChatModel, Completion, RunInfo, Sampling
+from workbench.models.scripted import PolicyContext, ScriptedModel, answer, call
+
+_CACHE: dict[str, ChatModel] = {}
+
+
+def get_model(model_id: str) -> ChatModel:
+    """The model for an id; raises a one-line :class:`UnknownModelError` for unknown ids."""
+    if model_id in _CACHE:
+        return _CACHE[model_id]
+    model = _make_model(model_id)
+    _CACHE[model_id] = model
+    return model
+
+
+def _make_model(model_id: str) -> ChatModel:
+    prefix, _, name = model_id.partition(":")
+    if not name:
+        raise UnknownModelError(_unknown(model_id))
+    if prefix == "scripted":
+        return ScriptedModel(name)
+    if prefix == "openai":
+        return _openai_model(model_id, name)
+    if prefix == "local":
+        raise WorkbenchError(
+            f"local models ('{model_id}') are not implemented yet: "
+            "use scripted:NAME or an OpenAI-compatible endpoint"
+        )
+    endpoint = config.endpoints().get(prefix)
+    if endpoint is not None:
+        from workbench.models.openai_api import OpenAIModel
+
+        return OpenAIModel(model_id, name, base_url=endpoint.base_url, api_key=endpoint.api_key)
+    raise UnknownModelError(_unknown(model_id))
+
+
+def _openai_model(model_id: str, name: str) -> ChatModel:
+    from workbench.models.openai_api import OpenAIModel
+
+    base_url = os.environ.get("OPENAI_BASE_URL")
+    key = os.environ.get("OPENAI_API_KEY")
+    if not key and not base_url:
+        raise UnknownModelError(
+            f"{model_id}: set OPENAI_API_KEY (or OPENAI_BASE_URL for a compatible server)"
+        )
+    return OpenAIModel(model_id, name, base_url=base_url, api_key=key)
+
+
+def _unknown(model_id: str) -> str:
+    named = ", ".join(f"{n}:MODEL" for n in config.endpoints())
+    return (
+        f"unknown model id '{model_id}': use scripted:NAME, openai:MODEL"
+        + (f", {named}" if named else "")
+        + f" or an endpoint added to {config.config_path()}"
+    )
+
+
+__all__ = [
+    "ChatModel",
+    "Completion",
+    "PolicyContext",
+    "RunInfo",
+    "Sampling",
+    "ScriptedModel",
+    "answer",
+    "call",
+    "get_model",
+]

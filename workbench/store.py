@@ -1,0 +1,385 @@
+"""Persistence: tasksets, jobs and traces in SQLite (WAL) or PostgreSQL, via SQLAlchemy Core.
+
+The default database is ``$WORKBENCH_HOME/workbench.db`` (``./.workbench/``);
+``WORKBENCH_DATABASE_URL`` or ``Store(url)`` selects another, e.g. ``postgresql+psycopg://...``.
+A trace is unique per (job, task, model, group index): writing one twice keeps the first, so
+a resumed or retried job never duplicates a run.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from workbench import config
+from workbench.errors import NotFoundError, WorkbenchError
+from workbench.tasks import Task, Taskset
+from workbench.traces import SUCCESS_THRESHOLD, ToolCallRecord, Trace
+
+metadata = sa.MetaData()
+
+tasksets_table = sa.Table(
+    "tasksets",
+    metadata,
+    sa.Column("name", sa.String, primary_key=True),
+    sa.Column("description", sa.Text, nullable=False, default=""),
+    sa.Column("tasks", sa.Text, nullable=False),  # JSON list of task dicts
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+jobs_table = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("taskset", sa.String, index=True),
+    sa.Column("status", sa.String, nullable=False),
+    sa.Column("total", sa.Integer, nullable=False),
+    sa.Column("config", sa.Text, nullable=False),  # JSON RunConfig
+    sa.Column("tasks", sa.Text, nullable=False),  # JSON snapshot: a job resumes without its file
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("finished_at", sa.Float),
+)
+
+traces_table = sa.Table(
+    "traces",
+    metadata,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("job_id", sa.String, index=True),
+    sa.Column("taskset", sa.String, index=True),
+    sa.Column("task", sa.String, nullable=False),
+    sa.Column("task_id", sa.String),
+    sa.Column("env", sa.String),
+    sa.Column("scenario", sa.String),
+    sa.Column("model", sa.String, nullable=False),
+    sa.Column("checkpoint", sa.String),
+    sa.Column("group_index", sa.Integer, nullable=False),
+    sa.Column("reward", sa.Float, nullable=False),
+    sa.Column("success", sa.Boolean, nullable=False),
+    sa.Column("stop_reason", sa.String, nullable=False),
+    sa.Column("error_type", sa.String),
+    sa.Column("error_message", sa.Text),
+    sa.Column("steps", sa.Integer, nullable=False),
+    sa.Column("prompt_tokens", sa.Integer),
+    sa.Column("completion_tokens", sa.Integer),
+    sa.Column("started_at", sa.Float),
+    sa.Column("ended_at", sa.Float),
+    sa.Column("data", sa.Text, nullable=False),  # JSON: args, messages, tools, tool_calls, info
+    sa.UniqueConstraint("job_id", "task", "model", "group_index", name="one_trace_per_run"),
+)
+
+# Columns for statistics: everything but the conversation.
+SUMMARY_COLUMNS = [c.name for c in traces_table.columns if c.name != "data"]
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process kills
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def trace_row(trace: Trace) -> dict[str, Any]:
+    data = {
+        "args": trace.args,
+        "messages": trace.messages,
+        "tools": trace.tools,
+        "tool_calls": [t.model_dump() for t in trace.tool_calls],
+        "info": trace.info,
+        "usage": trace.usage,
+    }
+    return {
+        "id": trace.id,
+        "job_id": trace.job_id,
+        "taskset": trace.taskset,
+        "task": trace.task,
+        "task_id": trace.task_id,
+        "env": trace.env,
+        "scenario": trace.scenario,
+        "model": trace.model,
+        "checkpoint": trace.checkpoint,
+        "group_index": trace.group_index,
+        "reward": trace.reward,
+        "success": trace.success,
+        "stop_reason": trace.stop_reason,
+        "error_type": trace.error_type,
+        "error_message": trace.error_message,
+        "steps": trace.steps,
+        "prompt_tokens": trace.usage.get("prompt_tokens"),
+        "completion_tokens": trace.usage.get("completion_tokens"),
+        "started_at": trace.started_at,
+        "ended_at": trace.ended_at,
+        "data": json.dumps(data, default=str, ensure_ascii=False),
+    }
+
+
+def row_trace(row: Any) -> Trace:
+    m = dict(row._mapping)
+    data = json.loads(m.pop("data"))
+    for name in ("success", "prompt_tokens", "completion_tokens"):
+        m.pop(name, None)
+    return Trace(
+        **m,
+        args=data.get("args") or {},
+        messages=data.get("messages") or [],
+        tools=data.get("tools") or [],
+        tool_calls=[ToolCallRecord(**t) for t in data.get("tool_calls") or []],
+        info=data.get("info") or {},
+        usage=data.get("usage") or {},
+    )
+
+
+class Store:
+    """Tasksets, jobs and traces in one database."""
+
+    def __init__(self, url: str | None = None):
+        self.url = url or config.database_url()
+        kwargs: dict[str, Any] = {}
+        if self.url.startswith("sqlite:///"):
+            Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 10}
+        self.engine = sa.create_engine(self.url, **kwargs)
+        if self.engine.dialect.name == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        metadata.create_all(self.engine)
+        self._insert = (
+            postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
+        )
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Store({self.engine.url.render_as_string(hide_password=True)!r})"
+
+    # -- tasksets -------------------------------------------------------------------------
+
+    def save_taskset(self, taskset: Taskset) -> None:
+        row = {
+            "name": taskset.name,
+            "description": taskset.description,
+            "tasks": json.dumps([t.to_dict() for t in taskset]),
+            "created_at": time.time(),
+        }
+        stmt = self._insert(tasksets_table).values(row)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["name"],
+            set_={"description": row["description"], "tasks": row["tasks"]},
+        )
+        with self.engine.begin() as conn:
+            conn.execute(stmt)
+
+    def load_taskset(self, name: str) -> Taskset | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(tasksets_table).where(tasksets_table.c.name == name)
+            ).first()
+        if row is None:
+            return None
+        tasks = [Task.model_validate(t) for t in json.loads(row.tasks)]
+        return Taskset(row.name, tasks, row.description)
+
+    def list_tasksets(self) -> dict[str, int]:
+        """Stored taskset names -> number of tasks."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(tasksets_table.c.name, tasksets_table.c.tasks))
+            return {r.name: len(json.loads(r.tasks)) for r in rows}
+
+    def delete_taskset(self, name: str) -> bool:
+        with self.engine.begin() as conn:
+            result = conn.execute(tasksets_table.delete().where(tasksets_table.c.name == name))
+        return result.rowcount > 0
+
+    # -- jobs -----------------------------------------------------------------------------
+
+    def create_job(
+        self, job_id: str, taskset: Taskset, config_json: str, total: int
+    ) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                jobs_table.insert().values(
+                    id=job_id,
+                    taskset=taskset.name,
+                    status="running",
+                    total=total,
+                    config=config_json,
+                    tasks=json.dumps([t.to_dict() for t in taskset]),
+                    created_at=time.time(),
+                )
+            )
+
+    def set_job_status(self, job_id: str, status: str) -> None:
+        finished = None if status == "running" else time.time()
+        with self.engine.begin() as conn:
+            conn.execute(
+                jobs_table.update()
+                .where(jobs_table.c.id == job_id)
+                .values(status=status, finished_at=finished)
+            )
+
+    def get_job(self, job_id: str) -> dict[str, Any]:
+        """A job's row (config and tasks parsed); accepts a unique id prefix."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(jobs_table).where(jobs_table.c.id.startswith(job_id)).limit(2)
+            ).all()
+        if not rows:
+            raise NotFoundError(f"no job '{job_id}' (see `workbench jobs`)")
+        if len(rows) > 1:
+            raise WorkbenchError(f"job id '{job_id}' is ambiguous: give more characters")
+        job = dict(rows[0]._mapping)
+        job["config"] = json.loads(job["config"])
+        job["tasks"] = [Task.model_validate(t) for t in json.loads(job["tasks"])]
+        return job
+
+    def jobs(self) -> pd.DataFrame:
+        """Every job with its progress: done runs, errors, mean reward."""
+        t = traces_table
+        counts = (
+            sa.select(
+                t.c.job_id,
+                sa.func.count().label("done"),
+                sa.func.sum(sa.case((t.c.stop_reason == "error", 1), else_=0)).label("errors"),
+                sa.func.avg(t.c.reward).label("mean_reward"),
+            )
+            .group_by(t.c.job_id)
+            .subquery()
+        )
+        j = jobs_table
+        query = (
+            sa.select(
+                j.c.id,
+                j.c.taskset,
+                j.c.status,
+                j.c.total,
+                sa.func.coalesce(counts.c.done, 0).label("done"),
+                sa.func.coalesce(counts.c.errors, 0).label("errors"),
+                counts.c.mean_reward,
+                j.c.config,
+                j.c.created_at,
+                j.c.finished_at,
+            )
+            .select_from(j.outerjoin(counts, counts.c.job_id == j.c.id))
+            .order_by(j.c.created_at.desc())
+        )
+        with self.engine.connect() as conn:
+            df = pd.DataFrame(conn.execute(query).mappings().all())
+        if df.empty:
+            return pd.DataFrame(
+                columns=["id", "taskset", "status", "total", "done", "errors", "mean_reward",
+                         "models", "created_at", "finished_at"]
+            )
+        df["models"] = [", ".join(json.loads(c)["models"]) for c in df.pop("config")]
+        for col in ("created_at", "finished_at"):
+            df[col] = pd.to_datetime(df[col], unit="s")
+        return df
+
+    # -- traces ---------------------------------------------------------------------------
+
+    def add_traces(self, traces: Iterable[Trace]) -> int:
+        """Insert traces in one transaction; a run already stored is kept, not duplicated."""
+        rows = [trace_row(t) for t in traces]
+        if not rows:
+            return 0
+        stmt = self._insert(traces_table).on_conflict_do_nothing()
+        with self._lock, self.engine.begin() as conn:
+            conn.execute(stmt, rows)
+        return len(rows)
+
+    def add_trace(self, trace: Trace) -> None:
+        self.add_traces([trace])
+
+    def finished_runs(self, job_id: str) -> set[tuple[str, str, int]]:
+        """(task, model, group index) of every run of the job already stored."""
+        t = traces_table
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(t.c.task, t.c.model, t.c.group_index).where(
+                    t.c.job_id == job_id, t.c.stop_reason != "cancelled"
+                )
+            )
+            return {(r.task, r.model, r.group_index) for r in rows}
+
+    def get_trace(self, trace_id: str) -> Trace:
+        """A trace by id or unique id prefix."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(traces_table).where(traces_table.c.id.startswith(trace_id)).limit(2)
+            ).all()
+        if not rows:
+            raise NotFoundError(f"no trace '{trace_id}' (ids are listed by `workbench jobs`)")
+        if len(rows) > 1:
+            raise WorkbenchError(f"trace id '{trace_id}' is ambiguous: give more characters")
+        return row_trace(rows[0])
+
+    def traces(
+        self,
+        job_id: str | None = None,
+        taskset: str | None = None,
+        models: Iterable[str] | None = None,
+        min_reward: float | None = None,
+        limit: int | None = None,
+    ) -> list[Trace]:
+        """Full traces (with conversations), oldest first."""
+        query = self._filtered(sa.select(traces_table), job_id, taskset, models, min_reward)
+        query = query.order_by(traces_table.c.started_at)
+        if limit:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            return [row_trace(r) for r in conn.execute(query)]
+
+    def traces_df(
+        self,
+        job_id: str | None = None,
+        taskset: str | None = None,
+        models: Iterable[str] | None = None,
+    ) -> pd.DataFrame:
+        """One row per run without the conversation: for leaderboards and analysis."""
+        cols = [traces_table.c[name] for name in SUMMARY_COLUMNS]
+        query = self._filtered(sa.select(*cols), job_id, taskset, models, None)
+        with self.engine.connect() as conn:
+            result = conn.execute(query)
+            df = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+        if not df.empty:
+            df["success"] = df["success"].astype(bool)
+        return df
+
+    def count_traces(self, job_id: str | None = None) -> int:
+        query = sa.select(sa.func.count()).select_from(traces_table)
+        if job_id is not None:
+            query = query.where(traces_table.c.job_id == job_id)
+        with self.engine.connect() as conn:
+            return conn.execute(query).scalar_one()
+
+    @staticmethod
+    def _filtered(query, job_id, taskset, models, min_reward):
+        t = traces_table
+        if job_id is not None:
+            query = query.where(t.c.job_id == job_id)
+        if taskset is not None:
+            query = query.where(t.c.taskset == taskset)
+        if models is not None:
+            query = query.where(t.c.model.in_(list(models)))
+        if min_reward is not None:
+            query = query.where(t.c.reward >= min_reward)
+        return query
+
+
+_STORES: dict[str, Store] = {}
+
+
+def get_store(url: str | None = None) -> Store:
+    """The store for a URL (default: from the environment), opened once per process."""
+    url = url or config.database_url()
+    if url not in _STORES:
+        _STORES[url] = Store(url)
+    return _STORES[url]
+
+
+__all__ = ["Store", "get_store", "SUCCESS_THRESHOLD"]
