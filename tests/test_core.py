@@ -9,7 +9,6 @@ import workbench
 from workbench import Taskset, create_agent
 from workbench.errors import ScenarioArgumentError, UnknownModelError, UnknownTasksetError
 
-
 # -- environments and tasks -----------------------------------------------------------------
 
 
@@ -220,3 +219,28 @@ def test_trace_json_has_the_whole_conversation(toy, store):
     data = json.loads(store.get_trace(trace.id).model_dump_json())
     assert data["messages"][1]["tool_calls"][0]["function"]["name"] == "increment"
     assert data["tools"] and data["task"] == "count-1" and data["model"] == "scripted:expert"
+
+
+def test_tool_arguments_named_title_and_annotated_constraints_survive():
+    from typing import Annotated
+
+    import pydantic
+
+    from workbench import Environment
+
+    env = Environment("notes-test")
+
+    @env.tool
+    def note(title: str, stars: Annotated[int, pydantic.Field(ge=1, le=5)] = 3) -> str:
+        """Write a note.
+
+        Args:
+            title: the heading.
+            stars: how good it is.
+        """
+        return title
+
+    params = env.tools["note"].schema["function"]["parameters"]
+    assert params["properties"]["title"] == {"description": "the heading.", "type": "string"}
+    assert params["properties"]["stars"]["maximum"] == 5
+    assert params["required"] == ["title"]

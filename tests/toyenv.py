@@ -50,7 +50,8 @@ async def count(state: Counter, target: int, note: str = ""):
         note: free text.
     """
     answer_text = yield f"Increment the counter to {target}, then say 'done'."
-    yield {"reward": 1.0 if state.value == target else 0.0, "info": {"value": state.value}}
+    solved = state.value == target and "done" in (answer_text or "")
+    yield {"reward": 1.0 if solved else 0.0, "info": {"value": state.value}}
 
 
 @env.scenario("bad-reward")

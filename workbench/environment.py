@@ -79,17 +79,28 @@ def _type_hints(fn: Callable) -> dict[str, Any]:
     try:
         import typing
 
-        return typing.get_type_hints(fn)
+        return typing.get_type_hints(fn, include_extras=True)
     except Exception:  # unresolvable forward references: fall back to the raw annotations
         return {
             k: v for k, v in getattr(fn, "__annotations__", {}).items() if not isinstance(v, str)
         }
 
 
-def _clean_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    """Drop pydantic's titles: they add tokens to every prompt and tell the model nothing."""
+def _clean_schema(schema: Any) -> Any:
+    """Drop pydantic's titles: they add tokens to every prompt and tell the model nothing.
+
+    Only the ``title`` keyword goes; an argument that happens to be named ``title`` stays.
+    """
     if isinstance(schema, dict):
-        return {k: _clean_schema(v) for k, v in schema.items() if k != "title"}
+        cleaned = {}
+        for key, value in schema.items():
+            if key == "title" and isinstance(value, str):
+                continue
+            if key in ("properties", "$defs") and isinstance(value, dict):
+                cleaned[key] = {name: _clean_schema(sub) for name, sub in value.items()}
+            else:
+                cleaned[key] = _clean_schema(value)
+        return cleaned
     if isinstance(schema, list):
         return [_clean_schema(v) for v in schema]
     return schema

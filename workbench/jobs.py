@@ -26,7 +26,7 @@ import pydantic
 
 from workbench.agent import DEFAULT_MAX_STEPS, Agent
 from workbench.errors import WorkbenchError
-from workbench.models import ScriptedModel, Sampling, get_model
+from workbench.models import Sampling, ScriptedModel, get_model
 from workbench.runs import EvalContext
 from workbench.store import Store, get_store
 from workbench.tasks import Task, Taskset, load_taskset
@@ -240,8 +240,7 @@ class Job:
     async def _run(self) -> None:
         config = self.config
         agents = {
-            m: Agent(m, max_steps=config.max_steps, sampling=config.sampling)
-            for m in config.models
+            m: Agent(m, max_steps=config.max_steps, sampling=config.sampling) for m in config.models
         }
         writer = TraceWriter(self.store)
         finished = self.store.finished_runs(self.id)
@@ -362,8 +361,10 @@ def start(
     **options: Any,
 ) -> Job:
     """Start a job in the background of the running event loop; returns it at once."""
-    job = load_job(resume, store=store) if resume else create_job(
-        taskset, models, store=store, **options
+    job = (
+        load_job(resume, store=store)
+        if resume
+        else create_job(taskset, models, store=store, **options)
     )
     job._task = asyncio.get_running_loop().create_task(job._run(), name=f"workbench-job-{job.id}")
     # A cancelled or failed job is reported through its status and events; don't let
@@ -430,4 +431,3 @@ async def resume(
 ) -> Job:
     """Finish an interrupted job: stored runs are kept, the missing ones run, none twice."""
     return await run_job(load_job(job_id, store=store), on_event)
-

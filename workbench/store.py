@@ -198,9 +198,7 @@ class Store:
 
     # -- jobs -----------------------------------------------------------------------------
 
-    def create_job(
-        self, job_id: str, taskset: Taskset, config_json: str, total: int
-    ) -> None:
+    def create_job(self, job_id: str, taskset: Taskset, config_json: str, total: int) -> None:
         with self.engine.begin() as conn:
             conn.execute(
                 jobs_table.insert().values(
@@ -272,8 +270,18 @@ class Store:
             df = pd.DataFrame(conn.execute(query).mappings().all())
         if df.empty:
             return pd.DataFrame(
-                columns=["id", "taskset", "status", "total", "done", "errors", "mean_reward",
-                         "models", "created_at", "finished_at"]
+                columns=[
+                    "id",
+                    "taskset",
+                    "status",
+                    "total",
+                    "done",
+                    "errors",
+                    "mean_reward",
+                    "models",
+                    "created_at",
+                    "finished_at",
+                ]
             )
         df["models"] = [", ".join(json.loads(c)["models"]) for c in df.pop("config")]
         for col in ("created_at", "finished_at"):

@@ -175,7 +175,9 @@ class Taskset:
         import datasets
 
         rows = [dict(t.to_dict(), args=json.dumps(t.args)) for t in self.tasks]
-        features = datasets.Features({k: datasets.Value("string") for k in ("env", "scenario", "args", "slug")})
+        features = datasets.Features(
+            {k: datasets.Value("string") for k in ("env", "scenario", "args", "slug")}
+        )
         return datasets.Dataset.from_list(rows, features=features)
 
     @classmethod
@@ -205,6 +207,15 @@ def resolve_environment(ref: str) -> Environment:
     """
     if ref in _LOCAL_ENVIRONMENTS and ":" not in ref:
         return _LOCAL_ENVIRONMENTS[ref]
+    if ref not in _RESOLVED:
+        _RESOLVED[ref] = _resolve(ref)
+    return _RESOLVED[ref]
+
+
+_RESOLVED: dict[str, Environment] = {}
+
+
+def _resolve(ref: str) -> Environment:
     if ":" in ref:
         target, attr = ref.rsplit(":", 1)
         module = _import_path(target) if target.endswith(".py") else _import_module(target, ref)
@@ -256,9 +267,7 @@ def _environments_dir() -> Path:
 
 
 def builtin_environments() -> list[str]:
-    return sorted(
-        p.name for p in _environments_dir().iterdir() if (p / "__init__.py").exists()
-    )
+    return sorted(p.name for p in _environments_dir().iterdir() if (p / "__init__.py").exists())
 
 
 def builtin_tasksets() -> dict[str, Path]:

@@ -1,0 +1,347 @@
+"""The ``workbench`` command: evaluate, inspect tasksets, jobs and traces, rank models."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.panel import Panel
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from workbench.errors import WorkbenchError
+
+app = typer.Typer(
+    help="Workbench: evaluate agents on tasksets, read their traces, rank models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+tasks_app = typer.Typer(help="Tasksets: list, show, import, export.", no_args_is_help=True)
+app.add_typer(tasks_app, name="tasks")
+
+console = Console()
+
+
+def main() -> None:
+    """Entry point: user errors are one line on stderr and exit code 2, not a traceback."""
+    try:
+        app()
+    except WorkbenchError as e:
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(e))}")
+        sys.exit(2)
+
+
+# -- eval ---------------------------------------------------------------------------------
+
+
+@app.command("eval")
+def eval_command(
+    taskset: str = typer.Argument(None, help="Stored or shipped taskset name, or a JSONL file."),
+    models: list[str] = typer.Argument(None, help="Model ids, e.g. scripted:expert."),
+    group_size: int = typer.Option(1, "--group-size", "-g", help="Runs per task per model."),
+    max_steps: int = typer.Option(10, "--max-steps", help="Model calls per run."),
+    max_concurrent: int = typer.Option(16, "--max-concurrent", help="Runs in flight at once."),
+    timeout: float = typer.Option(None, "--timeout", help="Seconds per run."),
+    task_ids: str = typer.Option(None, "--task-ids", help="Comma-separated task slugs."),
+    temperature: float = typer.Option(None, "--temperature"),
+    seed: int = typer.Option(None, "--seed"),
+    resume: str = typer.Option(None, "--resume", help="Finish an interrupted job by id."),
+) -> None:
+    """Evaluate models on a taskset, with a live progress bar and a leaderboard at the end."""
+    from workbench import jobs
+
+    if resume:
+        job = jobs.load_job(resume)
+    else:
+        if not taskset or not models:
+            raise WorkbenchError(
+                "give a taskset and at least one model, e.g. "
+                "`workbench eval shop-basics scripted:expert scripted:weak`"
+            )
+        job = jobs.create_job(
+            taskset,
+            models,
+            group_size=group_size,
+            max_steps=max_steps,
+            max_concurrent=max_concurrent,
+            timeout=timeout,
+            task_ids=[t.strip() for t in task_ids.split(",")] if task_ids else None,
+            temperature=temperature,
+            seed=seed,
+        )
+    console.print(
+        f"job [bold]{job.id}[/]: {len(job.taskset)} tasks x {len(job.config.models)} models "
+        f"x group {job.config.group_size} = {job.total} runs"
+    )
+    _run_with_progress(job)
+    console.print(_leaderboard_table(job.leaderboard(), f"{job.taskset.name} · job {job.id}"))
+    console.print(f"traces: `workbench trace ID` (ids: `workbench jobs {job.id}`)")
+
+
+def _run_with_progress(job) -> None:
+    from workbench.jobs import JobStarted, RunFinished, run_job
+
+    columns = (
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("errors {task.fields[errors]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        bar = progress.add_task("evaluating", total=job.total, errors=0)
+
+        def on_event(event) -> None:
+            if isinstance(event, RunFinished):
+                progress.update(bar, completed=job.done, errors=job.errors)
+            elif isinstance(event, JobStarted):
+                progress.update(bar, completed=event.already_done)
+
+        try:
+            asyncio.run(run_job(job, on_event))
+        except KeyboardInterrupt:
+            progress.stop()
+            console.print(
+                f"[yellow]interrupted[/]: {job.done}/{job.total} runs stored; "
+                f"resume with `workbench eval --resume {job.id}`"
+            )
+            raise typer.Exit(130) from None
+        progress.update(bar, completed=job.done, errors=job.errors)
+
+
+def _leaderboard_table(df, title: str) -> Table:
+    table = Table(title=f"Leaderboard · {title}", title_justify="left")
+    table.add_column("model", style="bold", overflow="fold", min_width=12)
+    table.add_column("runs", justify="right")
+    table.add_column("success rate [95% CI]", justify="right")
+    table.add_column("mean reward [95% CI]", justify="right")
+    pass_cols = [c for c in df.columns if c.startswith("pass@")]
+    for col in pass_cols:
+        table.add_column(col, justify="right")
+    table.add_column("errors", justify="right")
+    for r in df.to_dict("records"):
+        table.add_row(
+            r["model"],
+            str(r["runs"]),
+            f"{r['success_rate']:.0%} [{r['success_low']:.0%}, {r['success_high']:.0%}]",
+            f"{r['mean_reward']:.2f} [{r['reward_low']:.2f}, {r['reward_high']:.2f}]",
+            *[_fmt(r[c]) for c in pass_cols],
+            str(r["errors"]),
+        )
+    return table
+
+
+def _fmt(value) -> str:
+    return "–" if value is None or value != value else f"{value:.2f}"
+
+
+@app.command("leaderboard")
+def leaderboard_command(
+    taskset: str = typer.Argument(..., help="Taskset name."),
+    job: str = typer.Option(None, "--job", help="Only this job."),
+    by_task: bool = typer.Option(False, "--per-task", help="One row per model x task."),
+) -> None:
+    """Rank every model evaluated on a taskset (all its jobs, or one)."""
+    from workbench.leaderboard import leaderboard, per_task
+    from workbench.store import get_store
+
+    store = get_store()
+    job_id = store.get_job(job)["id"] if job else None
+    df = store.traces_df(job_id=job_id, taskset=None if job_id else taskset)
+    if df.empty:
+        raise WorkbenchError(
+            f"no runs stored for taskset '{taskset}': run `workbench eval {taskset} MODEL` first"
+        )
+    if by_task:
+        table = Table(title=f"Per task · {taskset}", title_justify="left")
+        for col in ("model", "task", "runs", "success", "mean reward", "errors"):
+            table.add_column(col)
+        for r in per_task(df).to_dict("records"):
+            table.add_row(
+                r["model"],
+                r["task"],
+                str(r["runs"]),
+                f"{r['success_rate']:.0%}",
+                f"{r['mean_reward']:.2f}",
+                str(r["errors"]),
+            )
+        console.print(table)
+        return
+    console.print(_leaderboard_table(leaderboard(df), taskset))
+
+
+# -- jobs and traces ----------------------------------------------------------------------
+
+
+@app.command("jobs")
+def jobs_command(
+    job: str = typer.Argument(None, help="A job id (prefix): list its runs."),
+    limit: int = typer.Option(20, "--limit", "-n"),
+) -> None:
+    """List jobs, or the runs of one job with their trace ids."""
+    from workbench.store import get_store
+
+    store = get_store()
+    if job:
+        row = store.get_job(job)
+        df = store.traces_df(job_id=row["id"]).sort_values(["task", "model", "group_index"])
+        table = Table(title=f"job {row['id']} · {row['taskset']} · {row['status']}")
+        for col in ("trace", "task", "model", "group", "reward", "stop", "steps"):
+            table.add_column(col)
+        for r in df.head(limit).to_dict("records"):
+            table.add_row(
+                r["id"][:12],
+                r["task"],
+                r["model"],
+                str(r["group_index"]),
+                f"{r['reward']:.2f}",
+                r["stop_reason"],
+                str(r["steps"]),
+            )
+        console.print(table)
+        if len(df) > limit:
+            console.print(f"… {len(df) - limit} more (--limit)")
+        return
+    df = store.jobs().head(limit)
+    table = Table(title="jobs")
+    for col in ("job", "taskset", "models", "status", "runs", "errors", "mean reward", "created"):
+        table.add_column(col)
+    for r in df.to_dict("records"):
+        mean = r["mean_reward"]
+        table.add_row(
+            r["id"],
+            r["taskset"],
+            r["models"],
+            r["status"],
+            f"{r['done']}/{r['total']}",
+            str(r["errors"]),
+            "–" if mean is None or mean != mean else f"{mean:.2f}",
+            str(r["created_at"])[:19],
+        )
+    console.print(table)
+
+
+@app.command("trace")
+def trace_command(trace_id: str = typer.Argument(..., help="Trace id or unique prefix.")) -> None:
+    """Show one run: the conversation, tool calls and results, reward and stop reason."""
+    from workbench.store import get_store
+
+    trace = get_store().get_trace(trace_id)
+    seconds = f"{trace.seconds:.2f}s" if trace.seconds is not None else "–"
+    console.print(
+        f"[bold]trace {trace.id}[/]  task [bold]{trace.task}[/] ({trace.env}/{trace.scenario}) "
+        f"model [bold]{trace.model}[/] group {trace.group_index} job {trace.job_id or '–'}"
+    )
+    styles = {"system": "dim", "user": "cyan", "assistant": "green", "tool": "yellow"}
+    for message in trace.messages:
+        role = message.get("role", "?")
+        body = escape(str(message.get("content") or ""))
+        for call in message.get("tool_calls") or []:
+            fn = call.get("function", {})
+            body += f"\n→ [bold]{escape(fn.get('name', ''))}[/]({escape(fn.get('arguments', ''))})"
+        title = role
+        if role == "tool":
+            record = next(
+                (t for t in trace.tool_calls if t.id == message.get("tool_call_id")), None
+            )
+            if record is not None:
+                title = f"tool · {record.name}" + (" · [red]error[/]" if record.error else "")
+        console.print(
+            Panel(
+                body.strip() or "[dim](empty)[/]",
+                title=title,
+                title_align="left",
+                border_style=styles.get(role, "white"),
+            )
+        )
+    verdict = "[green]success[/]" if trace.success else "[red]no success[/]"
+    console.print(
+        f"reward [bold]{trace.reward:.2f}[/] ({verdict})  stop [bold]{trace.stop_reason}[/]  "
+        f"steps {trace.steps}  time {seconds}"
+    )
+    if trace.info:
+        console.print(f"info {escape(json.dumps(trace.info))}")
+    if trace.error_type:
+        console.print(f"[red]{trace.error_type}: {escape(trace.error_message or '')}[/]")
+
+
+# -- tasksets -----------------------------------------------------------------------------
+
+
+@tasks_app.command("list")
+def tasks_list() -> None:
+    """Stored tasksets and the ones shipped with the example environments."""
+    from workbench.store import get_store
+    from workbench.tasks import builtin_tasksets
+
+    stored = get_store().list_tasksets()
+    table = Table(title="tasksets")
+    for col in ("name", "tasks", "where"):
+        table.add_column(col)
+    for name, count in sorted(stored.items()):
+        table.add_row(name, str(count), "stored")
+    for name, path in builtin_tasksets().items():
+        if name not in stored:
+            count = sum(1 for line in path.read_text().splitlines() if line.strip())
+            table.add_row(name, str(count), f"shipped ({path.parent.parent.name})")
+    console.print(table)
+
+
+@tasks_app.command("show")
+def tasks_show(taskset: str = typer.Argument(..., help="Taskset name or JSONL file.")) -> None:
+    """The tasks of a taskset: slug, environment, scenario, arguments."""
+    from workbench.tasks import load_taskset
+
+    ts = load_taskset(taskset)
+    table = Table(title=f"{ts.name} · {len(ts)} tasks")
+    for col in ("slug", "env", "scenario", "args"):
+        table.add_column(col)
+    for t in ts:
+        table.add_row(t.slug, t.env, t.scenario, escape(json.dumps(t.args)))
+    console.print(table)
+
+
+@tasks_app.command("import")
+def tasks_import(
+    path: Path = typer.Argument(..., exists=True, dir_okay=False, help="A JSONL file."),
+    name: str = typer.Option(None, "--name", help="Name to store it under (default: file stem)."),
+) -> None:
+    """Store a taskset from a JSONL file (every task is validated first)."""
+    from workbench.store import get_store
+    from workbench.tasks import Taskset
+
+    ts = Taskset.load_jsonl(path, name=name)
+    for task in ts:
+        task.validate_args()
+    get_store().save_taskset(ts)
+    console.print(f"stored taskset [bold]{ts.name}[/] ({len(ts)} tasks)")
+
+
+@tasks_app.command("export")
+def tasks_export(
+    taskset: str = typer.Argument(...),
+    path: Path = typer.Argument(..., dir_okay=False, help="Where to write the JSONL file."),
+) -> None:
+    """Write a taskset to a JSONL file."""
+    from workbench.tasks import load_taskset
+
+    written = load_taskset(taskset).save_jsonl(path)
+    console.print(f"wrote {written}")
+
+
+if __name__ == "__main__":
+    main()
