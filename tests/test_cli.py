@@ -27,7 +27,7 @@ def test_eval_shop_basics_shows_progress_and_a_leaderboard_with_intervals(workbe
     assert out.returncode == 0, out.stderr
     text = out.stdout
     assert "evaluating" in text and "88/88" in text  # the progress bar reached the end
-    assert "Leaderboard" in text and "success rate [95% CI]" in text
+    assert "Leaderboard" in text and "success [95% CI]" in text
     lines = {line.split()[1]: line for line in text.splitlines() if "scripted:" in line}
     expert, weak = lines["scripted:expert"], lines["scripted:weak"]
     assert "100% [" in expert  # success rate with its interval

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -32,7 +33,9 @@ app = typer.Typer(
 tasks_app = typer.Typer(help="Tasksets: list, show, import, export.", no_args_is_help=True)
 app.add_typer(tasks_app, name="tasks")
 
-console = Console()
+# Piped output (CI logs, `| less`) is not squeezed into rich's default 80 columns.
+_piped = not sys.stdout.isatty() and "COLUMNS" not in os.environ
+console = Console(width=120 if _piped else None)
 
 
 def main() -> None:
@@ -124,12 +127,13 @@ def _run_with_progress(job) -> None:
 
 
 def _leaderboard_table(df, title: str) -> Table:
+    """Success rate and mean reward with 95% intervals, pass@k at the largest k, errors."""
     table = Table(title=f"Leaderboard · {title}", title_justify="left")
-    table.add_column("model", style="bold", overflow="fold", min_width=12)
+    table.add_column("model", style="bold", overflow="fold", min_width=15)
     table.add_column("runs", justify="right")
-    table.add_column("success rate [95% CI]", justify="right")
-    table.add_column("mean reward [95% CI]", justify="right")
-    pass_cols = [c for c in df.columns if c.startswith("pass@")]
+    table.add_column("success [95% CI]", justify="right", no_wrap=True)
+    table.add_column("reward [95% CI]", justify="right", no_wrap=True)
+    pass_cols = [c for c in df.columns if c.startswith("pass@")][-1:]  # all of them: the API
     for col in pass_cols:
         table.add_column(col, justify="right")
     table.add_column("errors", justify="right")
