@@ -285,10 +285,8 @@ def load_taskset(name_or_path: str | Path, store=None) -> Taskset:
     if found is not None:
         return found
     shipped = builtin_tasksets()
-    if text in shipped:
-        taskset = Taskset.load_jsonl(shipped[text], name=text)
-        store.save_taskset(taskset)
-        return taskset
+    if text in shipped:  # read from the file each time: it changes with the code
+        return Taskset.load_jsonl(shipped[text], name=text)
     path = Path(text)
     if path.suffix == ".jsonl" and path.exists():
         return Taskset.load_jsonl(path)
