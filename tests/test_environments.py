@@ -352,7 +352,8 @@ async def test_arithmetic_problems_are_made_from_the_seed():
 
 @pytest.mark.parametrize("seed", range(25))
 def test_arithmetic_difficulty_levels(seed):
-    easy, medium, hard = (make_problem(seed, d).expression for d in (1, 2, 3))
+    tiny, easy, medium, hard = (make_problem(seed, d).expression for d in (0, 1, 2, 3))
+    assert all(0 < int(n) < 10 for n in tiny.split()[::2]) and make_problem(seed, 0).answer >= 0
     assert easy.count(" ") == 2 and easy.split()[1] in "+-"
     assert all(0 < int(n) < 100 for n in easy.split()[::2])
     assert make_problem(seed, 1).answer >= 0
@@ -444,7 +445,7 @@ def test_shop_basics_mixes_scenarios_and_coupons():
     tasks = list(Taskset.load_jsonl(SHOP_BASICS))
     assert sum(1 for t in tasks if t.args.get("apply_coupon")) >= 2
     difficulties = [t.args["difficulty"] for t in Taskset.load_jsonl(ARITHMETIC_BASICS)]
-    assert difficulties.count(1) > difficulties.count(2) > 0
+    assert difficulties.count(0) > difficulties.count(2) > 0 and difficulties.count(1) > 0
 
 
 # -- scripted policies ----------------------------------------------------------------------

@@ -31,13 +31,13 @@ def calculate(expression: str) -> int | float:
 
 
 @env.scenario("solve")
-async def solve(seed: int, difficulty: Literal[1, 2, 3] = 1):
+async def solve(seed: int, difficulty: Literal[0, 1, 2, 3] = 1):
     """Compute the value of a generated expression; the last number in the answer counts.
 
     Args:
         seed: picks the problem; the same seed always gives the same problem.
-        difficulty: 1 adds or subtracts two numbers, 2 uses two operations, 3 three with
-            parentheses.
+        difficulty: 0 adds or subtracts one-digit numbers, 1 two-digit ones, 2 uses two
+            operations, 3 three with parentheses.
     """
     problem = make_problem(seed, difficulty)
     answer = yield problem.prompt

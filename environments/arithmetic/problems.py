@@ -62,6 +62,14 @@ class Problem:
         return f"What is {self.expression}? Answer with just the number."
 
 
+def _difficulty_0(rng: random.Random) -> str:
+    a, b = rng.randint(1, 9), rng.randint(1, 9)
+    if rng.random() < 0.5:
+        return f"{a} + {b}"
+    a, b = max(a, b), min(a, b)
+    return f"{a} - {b}"
+
+
 def _difficulty_1(rng: random.Random) -> str:
     a, b = rng.randint(1, 99), rng.randint(1, 99)
     if rng.random() < 0.5:
@@ -87,18 +95,19 @@ def _difficulty_3(rng: random.Random) -> str:
     )
 
 
-_MAKERS = {1: _difficulty_1, 2: _difficulty_2, 3: _difficulty_3}
+_MAKERS = {0: _difficulty_0, 1: _difficulty_1, 2: _difficulty_2, 3: _difficulty_3}
 
 
 @lru_cache(maxsize=4096)
 def make_problem(seed: int, difficulty: int = 1) -> Problem:
     """The problem for a seed and difficulty: the same pair always gives the same problem.
 
-    1: add or subtract two numbers below 100; 2: two operations on small numbers
+    0: add or subtract two one-digit numbers; 1: add or subtract two numbers below 100;
+    2: two operations on small numbers
     (``a * b + c``); 3: three operations with parentheses.
     """
     if difficulty not in _MAKERS:
-        raise ValueError(f"difficulty must be 1, 2 or 3 (got {difficulty})")
+        raise ValueError(f"difficulty must be 0, 1, 2 or 3 (got {difficulty})")
     expression = _MAKERS[difficulty](random.Random(seed))
     value = evaluate(expression)
     assert isinstance(value, int)
