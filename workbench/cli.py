@@ -283,6 +283,29 @@ def trace_command(trace_id: str = typer.Argument(..., help="Trace id or unique p
         console.print(f"[red]{trace.error_type}: {escape(trace.error_message or '')}[/]")
 
 
+# -- gateway ------------------------------------------------------------------------------
+
+
+@app.command("serve")
+def serve_command(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback default)."),
+    port: int = typer.Option(8000, "--port"),
+    api_key: str = typer.Option(
+        None, "--api-key", envvar="WORKBENCH_API_KEY", help="Require this bearer key."
+    ),
+    preload: list[str] = typer.Option(
+        None, "--preload", help="Load a model before serving, e.g. local:smollm2-135m."
+    ),
+) -> None:
+    """Serve every model id over an OpenAI-compatible API (/v1/models, /v1/chat/completions)."""
+    from workbench.gateway import serve
+
+    for model_id in preload or []:
+        console.print(f"loading {model_id} …")
+    console.print(f"serving the OpenAI-compatible API at http://{host}:{port}/v1")
+    serve(host=host, port=port, api_key=api_key, preload=preload)
+
+
 # -- tasksets -----------------------------------------------------------------------------
 
 
