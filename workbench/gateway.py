@@ -145,6 +145,9 @@ def known_models() -> list[str]:
     for env_name in builtin_environments():
         policies.update(resolve_environment(env_name).policies)
     ids.extend(f"scripted:{p}" for p in sorted(policies))
+    from workbench.training.registry import list_forks
+
+    ids.extend(f.name for f in list_forks())
     return ids
 
 

@@ -308,6 +308,24 @@ class Job:
         return ctx.trace
 
 
+def progress_bar(description: str = "evaluating") -> Callable[[Event], None]:
+    """An ``on_event`` callback that draws a ``tqdm.auto`` bar (a widget in notebooks)."""
+    from tqdm.auto import tqdm
+
+    bar = None
+
+    def on_event(event: Event) -> None:
+        nonlocal bar
+        if isinstance(event, JobStarted):
+            bar = tqdm(total=event.total, initial=event.already_done, desc=description, unit="run")
+        elif bar is not None and isinstance(event, RunFinished):
+            bar.update(1)
+        elif bar is not None and isinstance(event, JobFinished):
+            bar.close()
+
+    return on_event
+
+
 # -- entry points -------------------------------------------------------------------------
 
 

@@ -75,6 +75,40 @@ traces_table = sa.Table(
     sa.UniqueConstraint("job_id", "task", "model", "group_index", name="one_trace_per_run"),
 )
 
+# The model registry: forks of base models, and each fork's tree of checkpoints.
+models_table = sa.Table(
+    "models",
+    metadata,
+    sa.Column("name", sa.String, primary_key=True),
+    sa.Column("base", sa.String, nullable=False),
+    sa.Column("head", sa.String),  # a checkpoint id; None: the base model itself
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+checkpoints_table = sa.Table(
+    "checkpoints",
+    metadata,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("model", sa.String, nullable=False, index=True),
+    sa.Column("parent", sa.String),  # None: trained from the base model
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("method", sa.String, nullable=False),
+    sa.Column("path", sa.String, nullable=False),
+    sa.Column("manifest", sa.Text, nullable=False),  # JSON: data, hyper-parameters, metrics…
+    sa.Column("evals", sa.Text, nullable=False, default="{}"),  # JSON: taskset -> results
+)
+
+training_steps_table = sa.Table(
+    "training_steps",
+    metadata,
+    sa.Column("run", sa.String, nullable=False, index=True),  # the checkpoint id it will get
+    sa.Column("step", sa.Integer, nullable=False),
+    sa.Column("epoch", sa.Float),
+    sa.Column("loss", sa.Float),
+    sa.Column("learning_rate", sa.Float),
+    sa.Column("at", sa.Float, nullable=False),
+)
+
 # Columns for statistics: everything but the conversation.
 SUMMARY_COLUMNS = [c.name for c in traces_table.columns if c.name != "data"]
 

