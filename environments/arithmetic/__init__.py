@@ -53,3 +53,4 @@ async def solve(seed: int, difficulty: Literal[0, 1, 2, 3] = 1):
 
 env.policy("expert")(policies.expert)
 env.policy("weak")(policies.weak)
+env.policy("calculator")(policies.calculator)

@@ -24,8 +24,24 @@ def arithmetic_basics() -> Taskset:
     )
 
 
+def _mixed(name: str, seeds: range, description: str) -> Taskset:
+    # two-digit sums and differences, and two-operation problems, alternating
+    tasks = [env.task("solve", seed=s, difficulty=1 + s % 2) for s in seeds]
+    return Taskset(name, tasks, description=description)
+
+
+def arithmetic_train() -> Taskset:
+    """The Loop demo's training tasks: 80 problems a 135M model almost never solves alone."""
+    return _mixed("arithmetic-train", range(100, 180), "Training tasks for the Loop demo")
+
+
+def arithmetic_heldout() -> Taskset:
+    """The Loop demo's held-out tasks: the same scenario, different problems (other seeds)."""
+    return _mixed("arithmetic-heldout", range(1000, 1030), "Held-out tasks for the Loop demo")
+
+
 def main() -> None:
-    for taskset in (arithmetic_basics(),):
+    for taskset in (arithmetic_basics(), arithmetic_train(), arithmetic_heldout()):
         path = taskset.save_jsonl(TASKSETS / f"{taskset.name}.jsonl")
         print(f"wrote {len(taskset)} tasks to {path}")
 

@@ -1,6 +1,7 @@
-"""Scripted policies for arithmetic: ``scripted:expert`` and ``scripted:weak``.
+"""Scripted policies for arithmetic: ``scripted:expert``, ``scripted:weak`` and
+``scripted:calculator``.
 
-Both answer in a single turn without tools. The expert regenerates the problem from the
+The expert and the weak one answer in a single turn without tools. The expert regenerates the problem from the
 task's seed and answers it; the weak one is wrong on about half of its runs (off by one,
 or applying the operators left to right), the same runs every time.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 import random
 
 from environments.arithmetic.problems import left_to_right, make_problem
-from workbench.models.scripted import PolicyContext, answer
+from workbench.models.scripted import PolicyContext, answer, call
 
 WRONG_RATE = 0.55
 
@@ -39,3 +40,11 @@ def weak(ctx: PolicyContext) -> dict:
     if wrong == problem.answer:
         wrong += 1
     return answer(str(wrong))
+
+
+def calculator(ctx: PolicyContext) -> dict:
+    """The teacher of the Loop demo: hands the expression to the calculate tool, then answers
+    with what it returned. Always right, and it shows a small model a skill it can copy."""
+    if not ctx.tool_results():
+        return call("calculate", expression=_problem(ctx).expression)
+    return answer(str(ctx.last_result))
