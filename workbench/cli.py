@@ -32,6 +32,10 @@ app = typer.Typer(
 )
 tasks_app = typer.Typer(help="Tasksets: list, show, import, export.", no_args_is_help=True)
 app.add_typer(tasks_app, name="tasks")
+models_app = typer.Typer(
+    help="Models: base models, forks, training, checkpoints, HEAD.", no_args_is_help=True
+)
+app.add_typer(models_app, name="models")
 
 # Piped output (CI logs, `| less`) is not squeezed into rich's default 80 columns.
 _piped = not sys.stdout.isatty() and "COLUMNS" not in os.environ
@@ -281,6 +285,138 @@ def trace_command(trace_id: str = typer.Argument(..., help="Trace id or unique p
         console.print(f"info {escape(json.dumps(trace.info))}")
     if trace.error_type:
         console.print(f"[red]{trace.error_type}: {escape(trace.error_message or '')}[/]")
+
+
+# -- models and training ------------------------------------------------------------------
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Base models and forks (with their HEAD checkpoint)."""
+    from workbench.training.registry import BASE_MODELS, checkpoints, list_forks
+
+    table = Table(title="models")
+    for col in ("model id", "kind", "base", "HEAD", "checkpoints"):
+        table.add_column(col)
+    for name, description in BASE_MODELS.items():
+        table.add_row(f"local:{name}", "base", description, "–", "–")
+    for f in list_forks():
+        table.add_row(f.name, "fork", f.base, f.head or "(base)", str(len(checkpoints(f.name))))
+    console.print(table)
+
+
+@models_app.command("fork")
+def models_fork(
+    base: str = typer.Argument(..., help="A base model, e.g. smollm2-135m, or a HF folder."),
+    name: str = typer.Option(..., "--name", help="The new model id."),
+) -> None:
+    """Fork a base model: the name becomes a model id that follows its HEAD checkpoint."""
+    from workbench.training.registry import fork
+
+    console.print(f"forked {base} as [bold]{fork(base, name)}[/]")
+
+
+@models_app.command("train")
+def models_train(
+    name: str = typer.Argument(..., help="A fork."),
+    taskset: str = typer.Option(None, "--taskset", help="Train on this taskset's traces."),
+    jobs: str = typer.Option(None, "--jobs", help="Comma-separated job ids to take traces from."),
+    min_reward: float = typer.Option(1.0, "--min-reward"),
+    max_per_task: int = typer.Option(None, "--max-per-task"),
+    epochs: float = typer.Option(1.0, "--epochs"),
+    lr: float = typer.Option(1e-3, "--lr"),
+    lora_r: int = typer.Option(16, "--lora-r"),
+    batch_size: int = typer.Option(8, "--batch-size"),
+    keep_head: bool = typer.Option(False, "--keep-head", help="Do not move HEAD to the result."),
+) -> None:
+    """Fine-tune a fork on successful traces; the new checkpoint becomes HEAD."""
+    from workbench.training.sft import train
+
+    ckpt = train(
+        name,
+        taskset=taskset,
+        jobs=[j.strip() for j in jobs.split(",")] if jobs else None,
+        move_head=not keep_head,
+        min_reward=min_reward,
+        max_per_task=max_per_task,
+        epochs=epochs,
+        lr=lr,
+        lora_r=lora_r,
+        batch_size=batch_size,
+    )
+    m = ckpt.metrics
+    console.print(
+        f"checkpoint [bold]{ckpt.id}[/] of {name}: {ckpt.manifest['data']['traces']} traces, "
+        f"{m['steps']} steps, loss {m['final_loss']}, {m['train_tokens_per_second']} tokens/s"
+        + ("" if keep_head else " · now HEAD")
+    )
+
+
+@models_app.command("checkpoints")
+def models_checkpoints(name: str = typer.Argument(..., help="A fork.")) -> None:
+    """The checkpoint tree of a fork, HEAD marked, with training metrics and evaluations."""
+    from rich.tree import Tree
+
+    from workbench.training.registry import checkpoints, require_fork
+
+    fork_ = require_fork(name)
+    ckpts = checkpoints(name)
+    head = "  [bold green]← HEAD[/]"
+    root = Tree(f"[bold]{name}[/] (base {fork_.base})" + (head if fork_.head is None else ""))
+    nodes = {None: root}
+    for c in ckpts:  # oldest first: parents come before children
+        m = c.metrics
+        evals = " ".join(f"{ts}: {r.get('success_rate', 0):.0%}" for ts, r in c.evals.items())
+        label = (
+            f"{c.id}  {c.method} on {c.manifest['data']['traces']} traces · "
+            f"loss {m.get('final_loss')} · {m.get('steps')} steps"
+            + (f" · {evals}" if evals else "")
+            + (head if c.id == fork_.head else "")
+        )
+        nodes[c.id] = nodes.get(c.parent, root).add(label)
+    console.print(root)
+
+
+@models_app.command("head")
+def models_head(
+    name: str = typer.Argument(..., help="A fork."),
+    set_: str = typer.Option(
+        None, "--set", help="A checkpoint id (prefix), or 'base' for the base model."
+    ),
+) -> None:
+    """Show or set the checkpoint a fork's name resolves to."""
+    from workbench.training.registry import require_fork, set_head
+
+    if set_ is None:
+        console.print(require_fork(name).head or "(base)")
+        return
+    new = set_head(name, None if set_ == "base" else set_)
+    console.print(f"{name} HEAD → [bold]{new or '(base)'}[/]")
+
+
+@app.command("loop")
+def loop_command(
+    name: str = typer.Option("smollm2-calculator", "--name", help="Name of the new fork."),
+    group_size: int = typer.Option(2, "--group-size", "-g"),
+    epochs: float = typer.Option(2.0, "--epochs"),
+) -> None:
+    """The Loop demo: evaluate SmolLM2, train a fork on a teacher's traces, evaluate again."""
+    from workbench.loop import run_loop
+
+    result = asyncio.run(
+        run_loop(
+            name=name,
+            group_size=group_size,
+            epochs=epochs,
+            say=lambda text: console.print(f"[bold cyan]{text}[/]"),
+        )
+    )
+    console.print(_leaderboard_table(result.leaderboard, "arithmetic-heldout · before and after"))
+    verdict = "do not overlap" if result.separated else "[red]overlap[/]"
+    console.print(
+        f"The 95% intervals of {result.base} and {result.fork} {verdict}. "
+        f"`workbench models checkpoints {result.fork}` shows the tree."
+    )
 
 
 # -- gateway ------------------------------------------------------------------------------
