@@ -13,6 +13,7 @@ Sampling follows the OpenAI API: ``temperature`` 0 is greedy and reproducible,
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.util
 import os
 import queue
@@ -45,12 +46,22 @@ def quiet_loading():
         datasets = None
     was = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
+    # The GGUF reader draws its own tqdm bar, deaf to the switch above: silence that one too.
+    try:
+        from transformers import modeling_gguf_pytorch_utils as gguf_utils
+    except ImportError:  # pragma: no cover - older transformers
+        gguf_utils = None
+    gguf_tqdm = getattr(gguf_utils, "tqdm", None)
+    if gguf_tqdm is not None:
+        gguf_utils.tqdm = functools.partial(gguf_tqdm, disable=True)
     data_was = datasets is not None and datasets.is_progress_bar_enabled()
     if datasets is not None:
         datasets.disable_progress_bars()
     try:
         yield
     finally:
+        if gguf_tqdm is not None:
+            gguf_utils.tqdm = gguf_tqdm
         if was:
             hf_logging.enable_progress_bar()
         if data_was:
