@@ -4,7 +4,7 @@ import pytest
 
 import workbench
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 async def test_the_loop_lifts_held_out_success_with_non_overlapping_intervals(store):
