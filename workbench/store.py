@@ -255,17 +255,22 @@ class Store:
                 .values(status=status, finished_at=finished)
             )
 
-    def get_job(self, job_id: str) -> dict[str, Any]:
-        """A job's row (config and tasks parsed); accepts a unique id prefix."""
+    def _by_id_prefix(self, table: sa.Table, prefix: str, kind: str, hint: str):
+        """The one row whose id starts with ``prefix`` (ids are long; people type a few)."""
         with self.engine.connect() as conn:
             rows = conn.execute(
-                sa.select(jobs_table).where(jobs_table.c.id.startswith(job_id)).limit(2)
+                sa.select(table).where(table.c.id.startswith(prefix)).limit(2)
             ).all()
         if not rows:
-            raise NotFoundError(f"no job '{job_id}' (see `workbench jobs`)")
+            raise NotFoundError(f"no {kind} '{prefix}' ({hint})")
         if len(rows) > 1:
-            raise WorkbenchError(f"job id '{job_id}' is ambiguous: give more characters")
-        job = dict(rows[0]._mapping)
+            raise WorkbenchError(f"{kind} id '{prefix}' is ambiguous: give more characters")
+        return rows[0]
+
+    def get_job(self, job_id: str) -> dict[str, Any]:
+        """A job's row (config and tasks parsed); accepts a unique id prefix."""
+        row = self._by_id_prefix(jobs_table, job_id, "job", "see `workbench jobs`")
+        job = dict(row._mapping)
         job["config"] = json.loads(job["config"])
         job["tasks"] = [Task.model_validate(t) for t in json.loads(job["tasks"])]
         return job
@@ -350,15 +355,8 @@ class Store:
 
     def get_trace(self, trace_id: str) -> Trace:
         """A trace by id or unique id prefix."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(traces_table).where(traces_table.c.id.startswith(trace_id)).limit(2)
-            ).all()
-        if not rows:
-            raise NotFoundError(f"no trace '{trace_id}' (ids are listed by `workbench jobs`)")
-        if len(rows) > 1:
-            raise WorkbenchError(f"trace id '{trace_id}' is ambiguous: give more characters")
-        return row_trace(rows[0])
+        hint = "ids are listed by `workbench jobs JOB`"
+        return row_trace(self._by_id_prefix(traces_table, trace_id, "trace", hint))
 
     def traces(
         self,

@@ -322,17 +322,7 @@ def _train_trl(model, tokenizer, tokenized, cfg: TrainConfig, out: Path, logger,
         ),
         callbacks=[_trainer_callback(logger, progress)],
     )
-    _quiet(trainer)
-    result = trainer.train()
-    trainer.model.save_pretrained(str(out / "adapter"))
-    shutil.rmtree(out / "trainer", ignore_errors=True)
-    return {
-        "backend": "trl",
-        "train_loss": round(float(result.training_loss), 4),
-        "final_loss": _last_loss(trainer),
-        "steps": int(result.global_step),
-        "train_seconds": round(float(result.metrics["train_runtime"]), 2),
-    }
+    return _run(trainer, "trl", out)
 
 
 def _train_unsloth(base, model, tokenizer, tokenized, cfg: TrainConfig, out: Path, logger):
@@ -368,12 +358,17 @@ def _train_unsloth(base, model, tokenizer, tokenized, cfg: TrainConfig, out: Pat
         processing_class=fast_tokenizer,
         callbacks=[_trainer_callback(logger, True)],
     )
+    return _run(trainer, "unsloth", out)
+
+
+def _run(trainer, backend: str, out: Path) -> dict[str, Any]:
+    """Train, save the adapter into ``out/adapter``, and return the run's metrics."""
     _quiet(trainer)
     result = trainer.train()
-    fast.save_pretrained(str(out / "adapter"))
+    trainer.model.save_pretrained(str(out / "adapter"))
     shutil.rmtree(out / "trainer", ignore_errors=True)
     return {
-        "backend": "unsloth",
+        "backend": backend,
         "train_loss": round(float(result.training_loss), 4),
         "final_loss": _last_loss(trainer),
         "steps": int(result.global_step),
