@@ -252,7 +252,9 @@ def trace_command(trace_id: str = typer.Argument(..., help="Trace id or unique p
     seconds = f"{trace.seconds:.2f}s" if trace.seconds is not None else "–"
     console.print(
         f"[bold]trace {trace.id}[/]  task [bold]{trace.task}[/] ({trace.env}/{trace.scenario}) "
-        f"model [bold]{trace.model}[/] group {trace.group_index} job {trace.job_id or '–'}"
+        f"model [bold]{trace.model}[/]"
+        + (f"@{trace.checkpoint}" if trace.checkpoint else "")
+        + f" group {trace.group_index} job {trace.job_id or '–'}"
     )
     styles = {"system": "dim", "user": "cyan", "assistant": "green", "tool": "yellow"}
     for message in trace.messages:
