@@ -106,17 +106,22 @@ def _clean_schema(schema: Any) -> Any:
     return schema
 
 
-def _describe_validation_error(owner: str, error: pydantic.ValidationError) -> str:
-    parts = []
+def _argument_errors(error: pydantic.ValidationError) -> dict[str, str]:
+    """Argument name -> what is wrong with it, one line each."""
+    found: dict[str, str] = {}
     for item in error.errors():
         name = ".".join(str(p) for p in item["loc"]) or "arguments"
         if item["type"] == "missing":
-            parts.append(f"argument '{name}' is required")
+            found[name] = f"argument '{name}' is required"
         elif item["type"] == "extra_forbidden":
-            parts.append(f"unknown argument '{name}'")
+            found[name] = f"unknown argument '{name}'"
         else:
-            parts.append(f"argument '{name}': {item['msg']} (got {item.get('input')!r})")
-    return f"{owner}: " + "; ".join(parts)
+            found[name] = f"argument '{name}': {item['msg']} (got {item.get('input')!r})"
+    return found
+
+
+def _describe_validation_error(owner: str, error: pydantic.ValidationError) -> str:
+    return f"{owner}: " + "; ".join(_argument_errors(error).values())
 
 
 @dataclass
@@ -192,7 +197,7 @@ class Scenario:
             values = self.arguments.model_validate(args)
         except pydantic.ValidationError as e:
             raise ScenarioArgumentError(
-                _describe_validation_error(f"scenario '{self.name}'", e)
+                _describe_validation_error(f"scenario '{self.name}'", e), _argument_errors(e)
             ) from None
         return values.model_dump(mode="json", exclude_unset=True)
 

@@ -11,7 +11,14 @@ class WorkbenchError(Exception):
 
 
 class ScenarioArgumentError(WorkbenchError, ValueError):
-    """A scenario was given a wrong, missing or unknown argument."""
+    """A scenario was given a wrong, missing or unknown argument.
+
+    ``errors`` maps each offending argument to its message (forms show them per field).
+    """
+
+    def __init__(self, message: str, errors: dict[str, str] | None = None):
+        super().__init__(message)
+        self.errors = dict(errors or {})
 
 
 class UnknownScenarioError(WorkbenchError, KeyError):
