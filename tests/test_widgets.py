@@ -1,0 +1,367 @@
+"""The notebook widgets, driven the way a user drives them: set values, click, read the view.
+
+No browser: ipywidgets run headless, and the job events that feed them are real.
+"""
+
+import enum
+import time
+from typing import Literal
+
+import pytest
+
+pytest.importorskip("ipywidgets")
+
+from conftest import TOY  # noqa: E402
+
+import workbench  # noqa: E402
+from environments.shop import env as shop  # noqa: E402
+from widgets import (  # noqa: E402
+    Dashboard,
+    Leaderboard,
+    RunDialog,
+    ScenarioForm,
+    TraceViewer,
+    TrainingPanel,
+)
+from workbench import Environment, RunFinished, Taskset  # noqa: E402
+from workbench.dashboard import voila_command  # noqa: E402
+from workbench.training import registry  # noqa: E402
+
+# -- ScenarioForm ----------------------------------------------------------------------------
+
+
+class Size(enum.Enum):
+    small = "S"
+    large = "L"
+
+
+kinds = Environment("kinds")
+
+
+@kinds.scenario("everything")
+async def everything(
+    name: str,
+    count: int,
+    ratio: float = 0.5,
+    loud: bool = False,
+    color: Literal["red", "green"] = "green",
+    size: Size = Size.small,
+    tags: list[str] = [],  # noqa: B006
+    limit: int | None = None,
+):
+    """A scenario with one argument of each kind.
+
+    Args:
+        name: who it is for.
+        count: how many.
+    """
+    yield "hi"
+    yield 1.0
+
+
+def test_form_builds_one_field_per_argument_with_defaults_and_help():
+    form = ScenarioForm(kinds.scenarios["everything"])
+    f = form.fields
+    assert {n: f[n].kind for n in f} == {
+        "name": "text",
+        "count": "text",
+        "ratio": "text",
+        "loud": "bool",
+        "color": "choice",
+        "size": "choice",
+        "tags": "list",
+        "limit": "text",
+    }
+    assert f["ratio"].value == "0.5" and f["color"].value == "green" and f["size"].value == "S"
+    assert list(f["color"].input.options) == [("red", "red"), ("green", "green")]
+    assert "who it is for" in f["name"].help.value
+    assert "count *" in f["count"].widget.description  # required fields are marked
+
+
+def test_form_adds_valid_tasks_and_converts_text_to_the_declared_types():
+    form = ScenarioForm(kinds.scenarios["everything"])
+    form.fields["name"].value = "ada"
+    form.fields["count"].value = "3"
+    form.fields["tags"].value = ["x", "y"]
+    form.fields["size"].value = "L"
+    task = form.add()
+    assert task is not None and form.errors == {}
+    assert task.args["name"] == "ada" and task.args["count"] == 3  # "3" became an int
+    assert task.args["size"] == "L" and task.args["tags"] == ["x", "y"]
+    assert "limit" not in task.args  # left empty: the default applies
+    assert len(form.taskset) == 1 and task.slug in form.table.value
+
+
+def test_a_bad_value_shows_an_inline_error_and_adds_nothing():
+    form = ScenarioForm(workbench.resolve_environment(TOY).scenarios["count"])
+    form.fields["target"].value = "many"
+    form.add_button.click()
+    assert len(form.taskset) == 0
+    assert "valid integer" in form.fields["target"].error.value
+    assert "many" in form.fields["target"].error.value
+    assert form.fields["note"].error.value == ""
+    form.fields["target"].value = ""
+    form.add_button.click()
+    assert "required" in form.fields["target"].error.value and len(form.taskset) == 0
+    form.fields["target"].value = "2"
+    form.add_button.click()
+    assert form.fields["target"].error.value == "" and form.taskset.slugs == ["count-2"]
+    form.add_button.click()  # the same task again: the taskset refuses the duplicate slug
+    assert len(form.taskset) == 1 and "already has a task" in form.status.value
+
+
+def test_save_taskset_stores_it_under_the_name_given(store):
+    form = ScenarioForm(shop.scenarios["checkout"])
+    assert form.save_button.disabled  # nothing to save yet
+    form.fields["product_name"].value = "Gaming Mouse"
+    form.fields["apply_coupon"].value = True
+    form.add_button.click()
+    form.name.value = "my-shop"
+    form.save_button.click()
+    saved = workbench.load_taskset("my-shop", store=store)
+    assert saved.slugs == ["checkout-gaming-mouse-apply-coupon"]
+    assert "saved taskset 'my-shop'" in form.status.value
+
+
+# -- RunDialog -------------------------------------------------------------------------------
+
+
+def toy_taskset(n=4):
+    toy = workbench.resolve_environment(TOY)
+    return Taskset("toy-count", [toy.task("count", target=t) for t in range(1, n + 1)])
+
+
+def test_dialog_is_an_overlay_that_opens_and_closes():
+    dialog = RunDialog("shop-basics", models=["scripted:expert"])
+    assert dialog.overlay.layout.display == "none" and "wb-overlay" in dialog.overlay._dom_classes
+    dialog.open_button.click()
+    assert dialog.is_open and dialog.overlay.layout.display == "flex"
+    assert "shop-basics" in dialog.title.value
+    dialog.close_button.click()
+    assert not dialog.is_open and dialog.overlay.layout.display == "none"
+
+
+def test_dialog_offers_known_models_and_fills_a_run_config():
+    dialog = RunDialog("shop-basics")
+    assert {"scripted:expert", "scripted:weak"} <= set(dialog.models.options)
+    dialog.models.value = ("scripted:expert",)
+    dialog.other_models.value = "scripted:weak, scripted:expert"
+    dialog.group_size.value = 3
+    dialog.timeout.value = "2.5"
+    config = dialog.config()
+    assert config.models == ["scripted:expert", "scripted:weak"]
+    assert config.group_size == 3 and config.timeout == 2.5 and config.temperature is None
+
+
+async def test_dialog_run_starts_a_background_job_and_shows_its_progress(store):
+    dialog = RunDialog("shop-basics", store=store)
+    dialog.show()
+    dialog.models.value = ("scripted:expert", "scripted:weak")
+    job = dialog.run()
+    assert job is not None and dialog.job is job and not dialog.is_open
+    assert dialog.cancel_button.layout.display is None  # running: Cancel is offered
+    await job
+    assert job.status == "finished" and store.count_traces(job.id) == job.total == 22
+    assert dialog.status.startswith("finished: 22/22 runs")
+    assert dialog.cancel_button.layout.display == "none"
+    assert dialog.progress.children  # the tqdm bar is embedded in the dialog
+
+
+async def test_dialog_errors_stay_in_the_dialog_and_start_nothing(store):
+    dialog = RunDialog("shop-basics", store=store)
+    dialog.show()
+    assert dialog.run() is None and "choose at least one model" in dialog.error_line.value
+    dialog.other_models.value = "nosuch:model"
+    assert dialog.run() is None and "nosuch" in dialog.error_line.value
+    dialog.other_models.value = "scripted:expert"
+    dialog.temperature.value = "warm"
+    assert dialog.run() is None and "temperature" in dialog.error_line.value
+    assert dialog.is_open and dialog.job is None and store.jobs().empty
+
+
+async def test_cancel_keeps_finished_runs_and_resume_finishes_the_job(store):
+    dialog = RunDialog(toy_taskset(), store=store, models=[])
+    dialog.other_models.value = "scripted:slow"
+    dialog.group_size.value = 5
+    dialog.max_concurrent.value = 2
+    job = dialog.run()
+    job.subscribe(lambda e: isinstance(e, RunFinished) and job.done >= 4 and dialog.cancel())
+    await job
+    stored = store.count_traces(job.id)
+    assert job.status == "cancelled" and 4 <= stored < job.total
+    assert dialog.resume_button.layout.display is None and "Resume" in dialog.status
+    resumed = dialog.resume()
+    await resumed
+    assert resumed.id == job.id and resumed.status == "finished"
+    assert store.count_traces(job.id) == job.total  # nothing run twice, nothing missing
+    assert dialog.resume_button.layout.display == "none"
+
+
+# -- TraceViewer and Leaderboard -------------------------------------------------------------
+
+
+async def test_trace_viewer_fills_live_and_shows_a_runs_tool_calls(store):
+    job = workbench.start("shop-basics", ["scripted:expert", "scripted:weak"], store=store)
+    viewer = TraceViewer(job)
+    seen_running = []
+    job.subscribe(
+        lambda e: seen_running.append(any(r["status"] == "running" for r in viewer.runs.values()))
+    )
+    await job
+    assert any(seen_running)  # rows appeared as runs started, before they finished
+    rows = viewer.table.rows
+    assert len(rows) == 22 and all(r["status"] in ("done", "max_steps") for r in rows)
+    assert {r["model"] for r in rows} == {"scripted:expert", "scripted:weak"}
+    viewer.table.selected = rows[0]["key"]  # a click in the table
+    assert "tool call → search_products" in viewer.detail.value
+    assert "tool result ← search_products" in viewer.detail.value
+    assert "reward 1.00" in viewer.detail.value and "stop: done" in viewer.detail.value
+    assert "22 runs finished" in viewer.summary.value
+
+
+async def test_trace_viewer_shows_errors_and_reads_a_stored_job_by_id(store):
+    job = await workbench.evaluate(toy_taskset(1), "scripted:crasher", store=store)
+    viewer = TraceViewer(job.id[:6], store=store)  # an id prefix, as `workbench jobs` shows
+    assert [r["status"] for r in viewer.table.rows] == ["error"]
+    viewer.select(0)
+    assert "ConnectionError" in viewer.detail.value and "model went away" in viewer.detail.value
+
+
+async def test_leaderboard_updates_live_and_ranks_models_with_intervals(store):
+    job = workbench.start(
+        "shop-basics", ["scripted:weak", "scripted:expert"], store=store, group_size=2
+    )
+    board = Leaderboard(job)
+    assert board.runs == 0
+    await job
+    assert board.models == ["scripted:expert", "scripted:weak"] and board.runs == 44
+    bar = board.bars.data[0]
+    assert list(bar.x) == board.models and bar.y[0] == 1.0 and bar.y[1] < 1.0
+    assert all(v >= 0 for v in bar.error_y.arrayminus) and bar.error_y.array[1] > 0
+    assert "pass@2" in board.table.value and "[95% CI]" in board.table.value
+    heat = board.heatmap.data[0]
+    assert list(heat.y) == board.models and len(heat.x) == 11
+    assert board.board.equals(job.leaderboard())  # the library's numbers, drawn
+
+
+async def test_leaderboard_of_a_taskset_counts_its_stored_runs(store):
+    await workbench.evaluate("shop-basics", "scripted:expert", store=store)
+    await workbench.evaluate("shop-basics", "scripted:weak", store=store)
+    board = Leaderboard("shop-basics", store=store)
+    assert board.models == ["scripted:expert", "scripted:weak"] and board.runs == 22
+    assert "shop-basics" in board.title.value
+
+
+# -- TrainingPanel ---------------------------------------------------------------------------
+
+
+def fake_checkpoint(name, ckpt_id, parent, loss):
+    registry.add_checkpoint(
+        registry.Checkpoint(
+            id=ckpt_id,
+            model=name,
+            parent=parent,
+            created_at=time.time(),
+            method="sft",
+            path="/nowhere",
+            manifest={"data": {"traces": 5}, "metrics": {"final_loss": loss, "steps": 3}},
+        ),
+        move_head=True,
+    )
+
+
+def test_training_panel_forks_and_reports_bad_names(store):
+    panel = TrainingPanel()
+    panel.fork_name.value = "my-model"
+    panel.fork_button.click()
+    assert panel.model == "my-model" and "my-model" in panel.models.options
+    assert workbench.training.get_fork("my-model").base == "smollm2-135m"
+    panel.fork_button.click()  # the same name again
+    assert "already exists" in panel.message.value
+    panel.fork_name.value = "bad:name"
+    panel.fork_button.click()
+    assert "not a valid model name" in panel.message.value
+
+
+def test_training_panel_checks_hyperparameters_before_training(store):
+    workbench.fork("smollm2-135m", "m")
+    panel = TrainingPanel("m")
+    panel.params["epochs"].value = "-1"
+    assert panel.train() is None and "epochs" in panel.message.value
+    assert not panel.training and panel.config  # nothing started
+
+
+def test_checkpoint_tree_marks_head_and_set_head_moves_it(store):
+    workbench.fork("smollm2-135m", "m")
+    fake_checkpoint("m", "20260101-000000-aaaaaa", None, 0.9)
+    fake_checkpoint("m", "20260101-000001-bbbbbb", "20260101-000000-aaaaaa", 0.4)
+    panel = TrainingPanel("m")
+    labels = [label for label, _ in panel.tree.options]
+    assert len(labels) == 3 and "(base)" in labels[0]
+    assert labels[2].startswith("● HEAD") and "loss 0.4" in labels[2]
+    assert labels[2].index("└") > labels[1].index("└")  # the child is indented under its parent
+    panel.tree.value = "base"
+    panel.head_button.click()
+    assert workbench.training.get_fork("m").head is None
+    assert panel.tree.options[0][0].startswith("● HEAD")
+    panel.tree.value = "20260101-000000-aaaaaa"
+    panel.head_button.click()
+    assert workbench.training.get_fork("m").head == "20260101-000000-aaaaaa"
+    assert '"final_loss": 0.9' in panel.details.value
+
+
+async def test_training_reports_an_empty_selection_inline(store):
+    job = await workbench.evaluate(toy_taskset(2), "scripted:looper", store=store, max_steps=2)
+    workbench.fork("smollm2-135m", "m")
+    panel = TrainingPanel("m")
+    panel.jobs.value = (job.id,)
+    task = panel.train()
+    assert task is not None and panel.training
+    assert await task is None
+    assert not panel.training
+    assert "no traces qualify for training: found 2" in panel.message.value
+
+
+@pytest.mark.slow
+async def test_training_panel_trains_with_a_live_loss_curve(store):
+    pytest.importorskip("trl")
+    teacher = await workbench.evaluate(
+        "arithmetic-train",
+        "scripted:calculator",
+        store=store,
+        task_ids=workbench.load_taskset("arithmetic-train").slugs[:4],
+    )
+    panel = TrainingPanel()
+    panel.fork_name.value = "tiny"
+    panel.fork_button.click()
+    panel.jobs.value = (teacher.id,)
+    panel.params["batch_size"].value = "2"
+    checkpoint = await panel.train()
+    assert checkpoint is not None, panel.message.value
+    assert list(panel.loss.data[0].x) == [1, 2] and all(y > 0 for y in panel.loss.data[0].y)
+    assert workbench.training.get_fork("tiny").head == checkpoint.id
+    assert panel.tree.value == checkpoint.id and "HEAD" in panel.message.value
+
+
+# -- Dashboard -------------------------------------------------------------------------------
+
+
+async def test_dashboard_lists_stored_jobs_and_follows_a_run_from_its_dialog(store):
+    old = await workbench.evaluate("shop-basics", "scripted:weak", store=store)
+    dash = Dashboard(store=store)
+    assert dash.taskset == "shop-basics" and dash.jobs.value == old.id
+    assert len(dash.traces.table.rows) == 11 and dash.leaderboard.models == ["scripted:weak"]
+    dash.dialog.open_button.click()
+    dash.dialog.models.value = ("scripted:expert",)
+    dash.dialog.run_button.click()
+    job = dash.dialog.job
+    await job
+    assert dash.jobs.value == job.id and len(dash.traces.table.rows) == 11
+    assert dash.leaderboard.models == ["scripted:expert", "scripted:weak"]
+    assert "finished" in dict((v, k) for k, v in dash.jobs.options)[job.id]
+
+
+def test_voila_command_serves_the_dashboard_on_the_given_address():
+    cmd = voila_command("127.0.0.1", 9999)
+    assert cmd[1:3] == ["-m", "voila"] and cmd[3].endswith("notebooks/dashboard.ipynb")
+    assert "--Voila.ip=127.0.0.1" in cmd and "--port=9999" in cmd and "--no-browser" in cmd
