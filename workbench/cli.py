@@ -444,6 +444,23 @@ def serve_command(
     serve(host=host, port=port, api_key=api_key, preload=preload)
 
 
+@app.command("dashboard")
+def dashboard_command(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback default)."),
+    port: int = typer.Option(8866, "--port"),
+) -> None:
+    """Serve the notebook dashboard with Voila: tasksets, runs, live traces, leaderboards."""
+    import importlib.util
+
+    from workbench.dashboard import serve_dashboard
+
+    if importlib.util.find_spec("voila") is None:
+        raise WorkbenchError(
+            "the dashboard needs the notebook extra: `pip install -e '.[notebook]'`"
+        )
+    raise typer.Exit(serve_dashboard(host=host, port=port))
+
+
 # -- tasksets -----------------------------------------------------------------------------
 
 
