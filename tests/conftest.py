@@ -46,3 +46,14 @@ def run_cli(*args, cwd=None, env=None, timeout=120):
         env={**os.environ, "COLUMNS": "200", **(env or {})},
         timeout=timeout,
     )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_container_outlives_the_tests():
+    """After the session, no container made by the workbench is left (issue 6, item 4)."""
+    yield
+    docker_runtime = sys.modules.get("workbench.runtimes.docker")
+    if docker_runtime is None or docker_runtime.engine_problem():
+        return
+    left = docker_runtime.remove_containers()
+    assert left == 0, f"{left} workbench containers outlived their runs"

@@ -36,6 +36,10 @@ models_app = typer.Typer(
     help="Models: base models, forks, training, checkpoints, HEAD.", no_args_is_help=True
 )
 app.add_typer(models_app, name="models")
+env_app = typer.Typer(
+    help="Environments: serve one over MCP, build its Docker image.", no_args_is_help=True
+)
+app.add_typer(env_app, name="env")
 
 # Piped output (CI logs, `| less`) is not squeezed into rich's default 80 columns.
 _piped = not sys.stdout.isatty() and "COLUMNS" not in os.environ
@@ -66,6 +70,11 @@ def eval_command(
     temperature: float = typer.Option(None, "--temperature"),
     seed: int = typer.Option(None, "--seed"),
     resume: str = typer.Option(None, "--resume", help="Finish an interrupted job by id."),
+    runtime: str = typer.Option(
+        None,
+        "--runtime",
+        help="inprocess, subprocess or docker (default: each environment's own).",
+    ),
 ) -> None:
     """Evaluate models on a taskset, with a live progress bar and a leaderboard at the end."""
     from workbench import jobs
@@ -88,6 +97,7 @@ def eval_command(
             task_ids=[t.strip() for t in task_ids.split(",")] if task_ids else None,
             temperature=temperature,
             seed=seed,
+            runtime=_runtime(runtime),
         )
     console.print(
         f"job [bold]{job.id}[/]: {len(job.taskset)} tasks x {len(job.config.models)} models "
@@ -96,6 +106,14 @@ def eval_command(
     _run_with_progress(job)
     console.print(_leaderboard_table(job.leaderboard(), f"{job.taskset.name} · job {job.id}"))
     console.print(f"traces: `workbench trace ID` (ids: `workbench jobs {job.id}`)")
+
+
+def _runtime(name: str | None) -> str | None:
+    from workbench.runtimes import RUNTIMES
+
+    if name is not None and name not in RUNTIMES:
+        raise WorkbenchError(f"unknown runtime '{name}': use one of {', '.join(RUNTIMES)}")
+    return name
 
 
 def _run_with_progress(job) -> None:
@@ -459,6 +477,31 @@ def dashboard_command(
             "the dashboard needs the notebook extra: `pip install -e '.[notebook]'`"
         )
     raise typer.Exit(serve_dashboard(host=host, port=port))
+
+
+# -- environments -------------------------------------------------------------------------
+
+
+@env_app.command("serve")
+def env_serve(
+    env: str = typer.Argument(..., help="shop, package.module:attr or path/to/file.py:attr"),
+) -> None:
+    """Serve an environment over MCP on stdio: its tools, and its scenarios to start and grade."""
+    from workbench.runtimes.mcp_server import main as serve
+
+    serve(env)
+
+
+@env_app.command("build")
+def env_build(
+    env: str = typer.Argument(..., help="shop, package.module:attr or path/to/file.py:attr"),
+    rebuild: bool = typer.Option(False, "--rebuild", help="Build even if up to date."),
+) -> None:
+    """Build an environment's Docker image (no registry: a debootstrap base, reused)."""
+    from workbench.runtimes.images import ensure_image
+    from workbench.tasks import resolve_environment
+
+    console.print(f"image [bold]{ensure_image(resolve_environment(env), rebuild=rebuild)}[/]")
 
 
 # -- tasksets -----------------------------------------------------------------------------

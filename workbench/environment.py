@@ -209,12 +209,26 @@ class Environment:
         name: short name, shown in traces and tasksets.
         state: a class or zero-argument factory called once per run (None: no state).
         description: one line for listings.
+        runtime: where its runs go unless a job says otherwise: ``inprocess`` (the default),
+            ``subprocess`` or ``docker`` (see :mod:`workbench.runtimes`).
+        allow_inprocess: False for an environment that runs untrusted code: it then refuses
+            the in-process runtime.
     """
 
-    def __init__(self, name: str, state: Callable[[], Any] | None = None, description: str = ""):
+    def __init__(
+        self,
+        name: str,
+        state: Callable[[], Any] | None = None,
+        description: str = "",
+        *,
+        runtime: str | None = None,
+        allow_inprocess: bool = True,
+    ):
         self.name = name
         self.state_factory = state
         self.description = description
+        self.runtime = runtime
+        self.allow_inprocess = allow_inprocess
         self.tools: dict[str, Tool] = {}
         self.scenarios: dict[str, Scenario] = {}
         self.policies: dict[str, Callable] = {}
@@ -381,6 +395,10 @@ class Episode:
         self.args = args
         self.state: Any = None
         self._gen = None
+
+    @property
+    def tool_schemas(self) -> list[dict[str, Any]]:
+        return self.env.tool_schemas
 
     async def start(self) -> list[dict[str, Any]]:
         """Create the state, run the scenario to its first yield; returns the prompt messages."""

@@ -28,6 +28,7 @@ from workbench.agent import DEFAULT_MAX_STEPS, Agent
 from workbench.errors import WorkbenchError
 from workbench.models import Sampling, ScriptedModel, get_model
 from workbench.runs import EvalContext
+from workbench.runtimes import choose_runtime
 from workbench.store import Store, get_store
 from workbench.tasks import Task, Taskset, load_taskset
 from workbench.traces import Trace
@@ -47,6 +48,9 @@ class RunConfig(pydantic.BaseModel):
     max_tokens: int | None = None
     seed: int | None = None
     backend: Literal["asyncio"] = "asyncio"
+    runtime: Literal["inprocess", "subprocess", "docker"] | None = pydantic.Field(
+        None, description="where environments run; None: each environment's default"
+    )
 
     @property
     def sampling(self) -> Sampling:
@@ -294,6 +298,7 @@ class Job:
             taskset=self.taskset.name,
             group_index=group_index,
             on_step=on_step,
+            runtime=self.config.runtime,
         )
         try:
             if self.config.timeout is None:
@@ -364,6 +369,8 @@ def create_job(
         raise WorkbenchError(f"taskset '{taskset.name}' has no tasks to run")
     for task in taskset:
         task.validate_args()
+    for env in {task.env: task.environment() for task in taskset}.values():
+        choose_runtime(env, config.runtime)  # a refused runtime fails before any run
     _check_models(config.models, taskset)
     job = Job(uuid.uuid4().hex[:12], taskset, config, store)
     store.create_job(job.id, taskset, config.model_dump_json(), job.total)

@@ -22,6 +22,7 @@ from typing import Any
 
 from workbench.environment import Episode, ToolOutcome
 from workbench.models.base import Completion, RunInfo
+from workbench.runtimes import open_episode
 from workbench.tasks import Task
 from workbench.traces import StopReason, ToolCallRecord, Trace
 
@@ -37,8 +38,10 @@ class EvalContext:
         taskset: str | None = None,
         group_index: int = 0,
         on_step: Callable[[EvalContext, dict[str, Any]], None] | None = None,
+        runtime: str | None = None,
     ):
         self.task = task
+        self.runtime = runtime
         self.group_index = group_index
         self.on_step = on_step
         self.episode: Episode | None = None
@@ -75,10 +78,9 @@ class EvalContext:
     async def start(self) -> list[dict[str, Any]]:
         """Fresh state, the scenario's prompt; returns the messages to send to the model."""
         if self.episode is None:
-            env = self.task.environment()
-            self.episode = env.episode(self.task)
-            self.trace.tools = env.tool_schemas
+            self.episode = open_episode(self.task, self.runtime)
             self.trace.messages = await self.episode.start()
+            self.trace.tools = self.episode.tool_schemas
         return self.trace.messages
 
     def add_assistant(self, completion: Completion) -> dict[str, Any]:
@@ -149,12 +151,20 @@ class EvalContext:
 
 @asynccontextmanager
 async def eval(  # noqa: A001 - mirrors the platform's `hud.eval(task)`
-    task: Task, *, group_index: int = 0, store=None, record: bool = True
+    task: Task,
+    *,
+    group_index: int = 0,
+    store=None,
+    record: bool = True,
+    runtime: str | None = None,
 ) -> AsyncIterator[EvalContext]:
-    """Run one task by hand; the trace is stored when the block exits."""
+    """Run one task by hand; the trace is stored when the block exits.
+
+    ``runtime``: ``inprocess``, ``subprocess`` or ``docker`` (default: the environment's).
+    """
     from workbench.store import get_store
 
-    ctx = EvalContext(task, group_index=group_index)
+    ctx = EvalContext(task, group_index=group_index, runtime=runtime)
     try:
         await ctx.start()
         yield ctx

@@ -1,0 +1,167 @@
+"""Runtimes: the MCP server, the subprocess and Docker runtimes, and their cleanup."""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+
+import workbench
+from workbench.runtimes import RuntimeRefused, choose_runtime
+
+WORKBENCH = str(Path(sys.executable).with_name("workbench"))
+
+
+def docker_problem() -> str | None:
+    from workbench.runtimes.docker import engine_problem
+
+    return engine_problem()
+
+
+_DOCKER_PROBLEM = docker_problem()  # says how to get an engine when there is none
+needs_docker = pytest.mark.skipif(_DOCKER_PROBLEM is not None, reason=str(_DOCKER_PROBLEM))
+
+
+def our_containers(**labels) -> list[dict]:
+    from workbench.runtimes.docker import LABEL, docker_client
+
+    filters = [LABEL] + [f"{k}={v}" for k, v in labels.items()]
+    return docker_client().api.containers(all=True, filters={"label": filters})
+
+
+async def test_official_mcp_client_lists_and_calls_shop_tools():
+    from mcp.client.session import ClientSession
+    from mcp.client.stdio import StdioServerParameters, stdio_client
+
+    params = StdioServerParameters(command=WORKBENCH, args=["env", "serve", "shop"])
+    async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+        await session.initialize()
+        names = [t.name for t in (await session.list_tools()).tools]
+        assert {"search_products", "add_to_cart", "checkout", "workbench_start"} <= set(names)
+
+        found = await session.call_tool("search_products", {"query": "mouse"})
+        assert not found.is_error and "Gaming Mouse" in found.content[0].text
+
+        started = await session.call_tool(
+            "workbench_start", {"scenario": "price_check", "args": {"product_name": "Desk Lamp"}}
+        )
+        assert "Desk Lamp" in started.structured_content["messages"][0]["content"]
+        wrong = await session.call_tool("workbench_grade", {"answer": "$1"})
+        assert wrong.structured_content["reward"] == 0.0
+
+        bad = await session.call_tool("view_product", {"product_id": "nope"})
+        assert bad.is_error  # a tool's exception is an error result, not a dead server
+
+
+@pytest.mark.slow
+async def test_subprocess_runtime_gives_the_same_rewards_as_in_process():
+    tasks = ["checkout-gaming-mouse-apply-coupon", "price-check-desk-lamp", "cheapest-in-books"]
+    rewards = {}
+    for runtime in ("inprocess", "subprocess"):
+        job = await workbench.evaluate(
+            "shop-basics",
+            ["scripted:expert", "scripted:weak"],
+            group_size=2,
+            task_ids=tasks,
+            runtime=runtime,
+            max_concurrent=4,
+        )
+        df = job.traces_df()
+        assert (df["stop_reason"] != "error").all(), df["error_message"].tolist()
+        rewards[runtime] = sorted(
+            zip(df["task"], df["model"], df["group_index"], df["reward"], strict=True)
+        )
+    assert rewards["inprocess"] == rewards["subprocess"]
+
+
+def test_runtime_choice_and_refusals(toy):
+    assert choose_runtime(toy) == "inprocess"
+    assert choose_runtime(toy, "subprocess") == "subprocess"
+    with pytest.raises(RuntimeRefused, match="unknown runtime 'vm'"):
+        choose_runtime(toy, "vm")
+    notebook_env = workbench.Environment("made-here")
+    with pytest.raises(RuntimeRefused, match="defined in this process only"):
+        choose_runtime(notebook_env, "docker")
+
+
+def test_cli_rejects_an_unknown_runtime():
+    result = run_cli("eval", "shop-basics", "scripted:expert", "--runtime", "vm")
+    assert result.returncode == 2 and "unknown runtime 'vm'" in result.stderr
+
+
+def test_docker_tests_skip_with_a_reason_that_says_how(monkeypatch):
+    import workbench.runtimes.docker as runtime
+
+    monkeypatch.setattr(runtime, "_client", None)
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent.sock")
+    problem = runtime.engine_problem()
+    assert "apt-get install docker.io" in problem and "dockerd" in problem
+
+
+# -- Docker -------------------------------------------------------------------------------
+
+
+@needs_docker
+@pytest.mark.slow
+async def test_docker_runs_every_run_in_its_own_container_and_removes_it():
+    from workbench.runtimes import docker as runtime
+
+    before = len(runtime.started)
+    job = await workbench.evaluate(
+        "pycode-basics", ["scripted:expert", "scripted:weak"], runtime="docker", max_concurrent=4
+    )
+    board = job.leaderboard().set_index("model")
+    assert board.loc["scripted:expert", "mean_reward"] == 1.0
+    assert 0.3 < board.loc["scripted:weak", "mean_reward"] < 0.95  # the expected spread
+    assert job.errors == 0
+    ids = runtime.started[before:]
+    assert len(ids) == len(set(ids)) == job.total == 20
+    assert our_containers() == []
+
+
+@needs_docker
+@pytest.mark.slow
+async def test_docker_containers_are_removed_on_timeout_and_cancel():
+    job = await workbench.evaluate(
+        "pycode-basics",
+        "scripted:expert",
+        runtime="docker",
+        timeout=0.3,
+        task_ids=None,
+        max_concurrent=4,
+    )
+    assert set(job.traces_df()["stop_reason"]) == {"timeout"}
+    assert our_containers() == []
+
+    job = workbench.start("pycode-basics", "scripted:expert", runtime="docker", group_size=4)
+    while not our_containers():
+        await asyncio.sleep(0.05)
+    job.cancel()
+    await job
+    assert job.status == "cancelled"
+    assert our_containers() == []
+
+
+@needs_docker
+@pytest.mark.slow
+def test_ctrl_c_removes_the_containers_of_a_cli_job(tmp_path):
+    process = subprocess.Popen(
+        [WORKBENCH, "eval", "pycode-basics", "scripted:expert", "-g", "8", "--runtime", "docker"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    deadline = time.monotonic() + 60
+    while not our_containers(**{"workbench.pid": process.pid}):
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    output = process.communicate(timeout=60)[0].decode()
+    assert process.returncode == 130, output
+    assert "resume with" in output
+    assert our_containers(**{"workbench.pid": process.pid}) == []

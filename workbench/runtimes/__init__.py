@@ -1,0 +1,102 @@
+"""Where an environment runs: in this process, in a child process, or in a Docker container.
+
+| runtime | what | for |
+| --- | --- | --- |
+| ``inprocess`` | the environment's code in this process (the default) | speed |
+| ``subprocess`` | ``workbench env serve`` as a child process, MCP over stdio | isolation of state and crashes |
+| ``docker`` | the same server in a container from the environment's image, no network | untrusted, model-written code |
+
+A job picks one with ``RunConfig(runtime=...)`` (``workbench eval --runtime docker``); without
+one, each environment's own default applies (``Environment(..., runtime="docker")``). An
+environment made with ``allow_inprocess=False`` refuses the in-process runtime.
+
+Every episode, whatever its runtime, has the same interface: ``start()`` (the prompt),
+``call_tool(name, arguments)``, ``grade(answer)`` and ``close()``, plus ``tool_schemas``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from workbench.errors import WorkbenchError
+
+if TYPE_CHECKING:
+    from workbench.environment import Environment
+    from workbench.tasks import Task
+
+RuntimeName = Literal["inprocess", "subprocess", "docker"]
+RUNTIMES: tuple[str, ...] = ("inprocess", "subprocess", "docker")
+
+# What a server process runs (``python -c SERVER_BOOTSTRAP REF``): registers the ``workbench``
+# package without executing its ``__init__`` (which imports pandas, SQLAlchemy, ...), so a
+# server starts fast and a container image needs only the environment's own dependencies.
+SERVER_BOOTSTRAP = """
+import importlib, importlib.util, sys, types
+spec = importlib.util.find_spec("workbench")
+pkg = types.ModuleType("workbench")
+pkg.__path__ = list(spec.submodule_search_locations)
+pkg.__file__ = spec.origin
+PUBLIC = {
+    "Environment": "environment", "Scenario": "environment", "Tool": "environment",
+    "Task": "tasks", "Taskset": "tasks", "resolve_environment": "tasks",
+    "load_taskset": "tasks", "WorkbenchError": "errors", "PolicyContext": "models.scripted",
+    "answer": "models.scripted", "call": "models.scripted",
+}
+def __getattr__(name):
+    if name in PUBLIC:
+        return getattr(importlib.import_module("workbench." + PUBLIC[name]), name)
+    raise AttributeError(f"module 'workbench' has no attribute {name!r} in a server process")
+pkg.__getattr__ = __getattr__
+sys.modules["workbench"] = pkg
+from workbench.runtimes.mcp_server import main
+main(sys.argv[1])
+"""
+
+
+class RuntimeRefused(WorkbenchError):
+    """An environment cannot run in the runtime asked for."""
+
+
+def choose_runtime(env: Environment, requested: str | None = None) -> str:
+    """The runtime a run of ``env`` uses: the one requested, else the environment's default.
+
+    Raises a one-line :class:`RuntimeRefused` for an unknown runtime or one the environment
+    refuses (a code environment refuses ``inprocess``).
+    """
+    runtime = requested or getattr(env, "runtime", None) or "inprocess"
+    if runtime not in RUNTIMES:
+        raise RuntimeRefused(f"unknown runtime '{runtime}': use one of {', '.join(RUNTIMES)}")
+    if runtime == "inprocess" and not getattr(env, "allow_inprocess", True):
+        raise RuntimeRefused(
+            f"environment '{env.name}' runs model-written code and refuses the in-process "
+            "runtime: use --runtime docker"
+        )
+    if runtime != "inprocess" and ":" not in env.ref and env.ref == env.name:
+        from workbench.tasks import builtin_environments
+
+        if env.ref not in builtin_environments():
+            raise RuntimeRefused(
+                f"environment '{env.name}' is defined in this process only, so a "
+                f"{runtime} runtime cannot load it: save it to a file and use 'path/to/file.py:env'"
+            )
+    return runtime
+
+
+def open_episode(task: Task, runtime: str | None = None):
+    """A fresh, not yet started episode of ``task`` in the chosen runtime."""
+    env = task.environment()
+    chosen = choose_runtime(env, runtime)
+    if chosen == "inprocess":
+        return env.episode(task)
+    from workbench.runtimes.client import McpEpisode
+
+    if chosen == "subprocess":
+        from workbench.runtimes.subprocess import subprocess_transport
+
+        return McpEpisode(task, lambda: subprocess_transport(env.ref), runtime=chosen)
+    from workbench.runtimes.docker import container_transport
+
+    return McpEpisode(task, lambda: container_transport(env), runtime=chosen)
+
+
+__all__ = ["RUNTIMES", "RuntimeName", "RuntimeRefused", "choose_runtime", "open_episode"]
