@@ -9,6 +9,10 @@ then goes to endpoint ``NAME``:
 base_url = "http://127.0.0.1:8000/v1"
 api_key_env = "GATEWAY_KEY"      # the name of an environment variable (preferred)
 # api_key = "..."                # or the key itself; it never enters traces or logs
+max_connections = 32             # requests in flight at once to this endpoint, per process
+max_retries = 6                  # retries of a transient error (429, 5xx, timeout, drop)
+backoff = 0.5                    # seconds before the first retry; doubles, with jitter
+timeout = 120                    # seconds per request
 ```
 """
 
@@ -39,6 +43,7 @@ class Endpoint:
     name: str
     base_url: str
     api_key: str | None = None
+    limits: tuple[tuple[str, float], ...] = ()  # max_connections, max_retries, backoff, timeout
 
     def __repr__(self) -> str:  # never print the key
         return f"Endpoint(name={self.name!r}, base_url={self.base_url!r})"
@@ -58,6 +63,9 @@ def load_config() -> dict:
         raise ConfigError(f"{path}: not valid TOML ({e})") from None
 
 
+LIMITS = ("max_connections", "max_retries", "backoff", "timeout")
+
+
 def endpoints() -> dict[str, Endpoint]:
     """Named OpenAI-compatible endpoints from the config file."""
     found = {}
@@ -67,5 +75,9 @@ def endpoints() -> dict[str, Endpoint]:
         key = spec.get("api_key")
         if key is None and spec.get("api_key_env"):
             key = os.environ.get(spec["api_key_env"])
-        found[name] = Endpoint(name=name, base_url=spec["base_url"], api_key=key)
+        limits = tuple((k, spec[k]) for k in LIMITS if k in spec)
+        for k, value in limits:
+            if not isinstance(value, int | float) or value < 0:
+                raise ConfigError(f"{config_path()}: endpoints.{name}.{k} must be a number >= 0")
+        found[name] = Endpoint(name, spec["base_url"], key, limits)
     return found

@@ -77,7 +77,13 @@ def _make_model(model_id: str) -> ChatModel:
     if endpoint is not None:
         from workbench.models.openai_api import OpenAIModel
 
-        return OpenAIModel(model_id, name, base_url=endpoint.base_url, api_key=endpoint.api_key)
+        return OpenAIModel(
+            model_id,
+            name,
+            base_url=endpoint.base_url,
+            api_key=endpoint.api_key,
+            **dict(endpoint.limits),
+        )
     raise UnknownModelError(_unknown(model_id))
 
 
