@@ -1,0 +1,114 @@
+"""The store on SQLite and on a real PostgreSQL server, selected by ``WORKBENCH_DATABASE_URL``.
+
+PostgreSQL: ``WORKBENCH_TEST_POSTGRES_URL`` (default: the server `.ci/run` starts,
+``postgresql+psycopg://workbench:workbench@127.0.0.1:5432/workbench``). Each test gets a
+fresh database on it; the tests skip, saying why, when no server answers.
+"""
+
+import asyncio
+import os
+import uuid
+
+import pytest
+import sqlalchemy as sa
+from conftest import TOY
+
+import workbench
+from workbench.traces import Trace
+
+POSTGRES = os.environ.get(
+    "WORKBENCH_TEST_POSTGRES_URL",
+    "postgresql+psycopg://workbench:workbench@127.0.0.1:5432/workbench",
+)
+
+
+def _postgres_database():
+    """A fresh database on the server: (url, drop). Skips when there is no server."""
+    try:
+        admin = sa.create_engine(POSTGRES, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            name = f"wb_test_{uuid.uuid4().hex[:10]}"
+            conn.execute(sa.text(f"CREATE DATABASE {name}"))
+    except Exception as e:  # no driver, no server, no rights
+        pytest.skip(f"no PostgreSQL at {POSTGRES} ({type(e).__name__}); `.ci/run` starts one")
+    url = admin.url.set(database=name).render_as_string(hide_password=False)
+
+    def drop() -> None:
+        from workbench import store
+
+        engine = store._STORES.pop(url, None)
+        if engine is not None:
+            engine.engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()
+
+    return url, drop
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request, monkeypatch):
+    """The store's backend, chosen the way a user chooses it: by URL in the environment."""
+    if request.param == "sqlite":
+        yield workbench.get_store()
+        return
+    url, drop = _postgres_database()
+    monkeypatch.setenv("WORKBENCH_DATABASE_URL", url)
+    try:
+        store = workbench.get_store()
+        assert store.engine.dialect.name == "postgresql"
+        yield store
+    finally:
+        drop()
+
+
+def toy_tasks(n: int = 3):
+    from workbench import Task, Taskset
+
+    return Taskset(
+        "toy-store",
+        [Task(env=TOY, scenario="count", args={"target": 1, "note": str(i)}) for i in range(n)],
+    )
+
+
+def test_tasksets_round_trip(db):
+    db.save_taskset(toy_tasks(3))
+    db.save_taskset(toy_tasks(2))  # saving again replaces
+    assert db.list_tasksets()["toy-store"] == 2
+    assert [t.slug for t in db.load_taskset("toy-store")] == ["count-1-0", "count-1-1"]
+    assert db.delete_taskset("toy-store") and db.load_taskset("toy-store") is None
+
+
+async def test_a_job_stores_every_run_once_and_the_leaderboard_reads_it(db):
+    job = await workbench.evaluate(toy_tasks(3), "scripted:expert", group_size=2)
+    assert db.count_traces(job.id) == 6
+    assert db.jobs().set_index("id").loc[job.id, "status"] == "finished"
+    board = job.leaderboard().set_index("model")
+    assert board.loc["scripted:expert", "success_rate"] == 1.0
+    trace = db.get_trace(job.traces()[0].id[:8])
+    assert [m["role"] for m in trace.messages][:2] == ["user", "assistant"]
+    assert trace.tool_calls and trace.tool_calls[0].name == "increment"
+
+
+def test_writing_a_run_twice_keeps_the_first(db):
+    first = Trace(job_id="j1", task="t", model="m", group_index=0, reward=1.0)
+    again = Trace(job_id="j1", task="t", model="m", group_index=0, reward=0.0)
+    db.add_traces([first])
+    db.add_traces([again, Trace(job_id="j1", task="t", model="m", group_index=1)])
+    assert db.count_traces("j1") == 2
+    assert db.finished_runs("j1") == {("t", "m", 0), ("t", "m", 1)}
+    df = db.traces_df(job_id="j1").set_index("group_index")
+    assert df.loc[0, "reward"] == 1.0 and df["success"].dtype == bool
+
+
+async def test_a_cancelled_job_resumes_without_duplicates(db):
+    job = workbench.start(toy_tasks(20), "scripted:slow", max_concurrent=2)
+    while job.done < 4:
+        await asyncio.sleep(0.01)
+    job.cancel()
+    await job
+    assert job.status == "cancelled" and 0 < db.count_traces(job.id) < 20
+    resumed = await workbench.resume(job.id)
+    assert resumed.status == "finished"
+    df = db.traces_df(job_id=job.id)
+    assert len(df) == 20 and not df.duplicated(["task", "model", "group_index"]).any()
