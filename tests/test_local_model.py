@@ -98,8 +98,10 @@ async def test_a_local_model_calls_tools_in_the_documented_format(local):
     assert "Rome" in call["function"]["arguments"]
 
 
+@pytest.mark.timeout(1200)
 async def test_arithmetic_basics_success_rate_is_neither_0_nor_1(local):
-    job = await workbench.evaluate("arithmetic-basics", MODEL, group_size=4)
+    # max_tokens bounds the time: a right answer is a few tokens, a ramble is cut short
+    job = await workbench.evaluate("arithmetic-basics", MODEL, group_size=4, max_tokens=128)
     board = job.leaderboard().iloc[0]
     assert board["runs"] == 48 and board["errors"] == 0
     assert 0 < board["success_rate"] < 1
