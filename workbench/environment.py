@@ -382,6 +382,20 @@ class ToolOutcome:
     error: bool = False
 
 
+def parse_arguments(name: str, arguments: str | dict[str, Any] | None) -> dict | ToolOutcome:
+    """A tool call's arguments as a dict, or the error outcome the model should see."""
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments) if arguments.strip() else {}
+        except json.JSONDecodeError as e:
+            return ToolOutcome(f"Error: arguments for '{name}' are not valid JSON ({e}).", True)
+    if arguments is None:
+        arguments = {}
+    if not isinstance(arguments, dict):
+        return ToolOutcome(f"Error: arguments for '{name}' must be a JSON object.", True)
+    return arguments
+
+
 class ScenarioError(RuntimeError):
     """The scenario itself misbehaved (bad prompt, bad reward, wrong number of yields)."""
 
@@ -419,15 +433,9 @@ class Episode:
         if tool is None:
             known = ", ".join(self.env.tools) or "none"
             return ToolOutcome(f"Error: unknown tool '{name}'. Available tools: {known}.", True)
-        if isinstance(arguments, str):
-            try:
-                arguments = json.loads(arguments) if arguments.strip() else {}
-            except json.JSONDecodeError as e:
-                return ToolOutcome(f"Error: arguments for '{name}' are not valid JSON ({e}).", True)
-        if arguments is None:
-            arguments = {}
-        if not isinstance(arguments, dict):
-            return ToolOutcome(f"Error: arguments for '{name}' must be a JSON object.", True)
+        arguments = parse_arguments(name, arguments)
+        if isinstance(arguments, ToolOutcome):
+            return arguments
         try:
             result = await tool.call(self.state, arguments)
         except ToolArgumentError as e:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from workbench.environment import ScenarioError, ToolOutcome, parse_reward
+from workbench.environment import ScenarioError, ToolOutcome, parse_arguments, parse_reward
 from workbench.runtimes.mcp_server import END, GRADE, START
 from workbench.tasks import Task
 
@@ -88,15 +88,9 @@ class McpEpisode:
         return started["messages"]
 
     async def call_tool(self, name: str, arguments: str | dict[str, Any] | None) -> ToolOutcome:
-        if isinstance(arguments, str):
-            try:
-                arguments = json.loads(arguments) if arguments.strip() else {}
-            except json.JSONDecodeError as e:
-                return ToolOutcome(f"Error: arguments for '{name}' are not valid JSON ({e}).", True)
-        if arguments is None:
-            arguments = {}
-        if not isinstance(arguments, dict):
-            return ToolOutcome(f"Error: arguments for '{name}' must be a JSON object.", True)
+        arguments = parse_arguments(name, arguments)
+        if isinstance(arguments, ToolOutcome):
+            return arguments
         result = await self._call(name, arguments)
         text = "".join(getattr(c, "text", "") for c in result.content)
         return ToolOutcome(text, bool(result.is_error))
