@@ -113,7 +113,9 @@ def _buy(ctx: PolicyContext, calls: list[ToolCall], product: dict, coupon: bool)
     )
 
 
-def _expert_checkout(ctx: PolicyContext, calls: list[ToolCall]) -> dict:
+def _searched(ctx: PolicyContext, calls: list[ToolCall]) -> dict:
+    """The product the task names, from a search: the search call to make first, or an
+    answer saying it was not found, when either is the next step (``{"role": ...}``)."""
     name = ctx.args["product_name"]
     searched = last_ok(calls, "search_products")
     if searched is None:
@@ -121,6 +123,14 @@ def _expert_checkout(ctx: PolicyContext, calls: list[ToolCall]) -> dict:
     hit = _find(searched.result, name)
     if hit is None:
         return answer(f"I could not find the {name} in the catalogue.")
+    return hit
+
+
+def _expert_checkout(ctx: PolicyContext, calls: list[ToolCall]) -> dict:
+    name = ctx.args["product_name"]
+    hit = _searched(ctx, calls)
+    if "role" in hit:  # a message: search first, or not found
+        return hit
     if hit["stock"] == 0:
         return answer(f"Sorry, the {name} is out of stock, so I did not buy anything.")
     coupon = bool(ctx.args.get("apply_coupon"))
@@ -131,14 +141,8 @@ def _expert_checkout(ctx: PolicyContext, calls: list[ToolCall]) -> dict:
 
 
 def _expert_price(ctx: PolicyContext, calls: list[ToolCall]) -> dict:
-    name = ctx.args["product_name"]
-    searched = last_ok(calls, "search_products")
-    if searched is None:
-        return call("search_products", query=name)
-    hit = _find(searched.result, name)
-    if hit is None:
-        return answer(f"I could not find the {name}.")
-    return answer(_money(hit["price"]))
+    hit = _searched(ctx, calls)
+    return hit if "role" in hit else answer(_money(hit["price"]))
 
 
 def _expert_cheapest(ctx: PolicyContext, calls: list[ToolCall]) -> dict:
