@@ -53,7 +53,15 @@ def test_sigkill_at_random_points_then_resume_gives_exactly_every_run(tmp_path):
         deadline = time.time() + 60
         while not count(db, "select id from jobs") and time.time() < deadline:
             time.sleep(0.01)
-        time.sleep(rng.uniform(0, 1.5))  # somewhere in the job's life, maybe after its end
+        if trial < 2:  # right at the start, and somewhere that may be after the end
+            time.sleep(rng.uniform(0, 0.05) if trial == 0 else rng.uniform(0, 3))
+        else:  # once a random number of runs is stored: the kill lands mid-write on any machine
+            target = rng.randrange(1, len(expected))
+            while (
+                proc.poll() is None
+                and (count(db, "select count(*) from traces") or [(0,)])[0][0] < target
+            ):
+                time.sleep(0.005)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         where = f"trial {trial}, seed {seed}"
