@@ -151,6 +151,11 @@ def test_dialog_offers_known_models_and_fills_a_run_config():
     config = dialog.config()
     assert config.models == ["scripted:expert", "scripted:weak"]
     assert config.group_size == 3 and config.timeout == 2.5 and config.temperature is None
+    assert config.backend == "asyncio" and dialog.address.disabled
+    dialog.backend.value = "ray"
+    dialog.address.value = "ray://head:10001"
+    assert not dialog.address.disabled
+    assert dialog.config().backend == "ray" and dialog.config().address == "ray://head:10001"
 
 
 async def test_dialog_run_starts_a_background_job_and_shows_its_progress(store):

@@ -1,6 +1,8 @@
 """A tiny environment for the core tests: a counter, a tool that fails, a slow tool."""
 
 import asyncio
+import os
+from pathlib import Path
 
 from workbench import Environment, PolicyContext, answer, call
 
@@ -101,3 +103,31 @@ def looper(ctx: PolicyContext) -> dict:
 @env.policy("crasher")
 def crasher(ctx: PolicyContext) -> dict:
     raise ConnectionError("model went away")
+
+
+def _die_in_ray_worker(marker: Path | None) -> None:
+    """Kill this process, as a crash or the OOM killer would, if it is a Ray actor's worker."""
+    import ray
+
+    if not ray.is_initialized() or ray.get_runtime_context().get_actor_id() is None:
+        raise RuntimeError("this policy kills its process: run it on the ray backend only")
+    if marker is None or not marker.exists():
+        if marker is not None:
+            marker.touch()
+        os._exit(1)
+
+
+@env.policy("dies-once")
+def dies_once(ctx: PolicyContext) -> dict:
+    """Kills its Ray worker the first time it plays a run, then solves it on the retry."""
+    if ctx.step == 0:
+        home = Path(os.environ["WORKBENCH_HOME"])
+        _die_in_ray_worker(home / f"died-{ctx.task.slug}-{ctx.group_index}")
+    return expert(ctx)
+
+
+@env.policy("dies-always")
+def dies_always(ctx: PolicyContext) -> dict:
+    """Kills its Ray worker every time it plays a run."""
+    _die_in_ray_worker(None)
+    return expert(ctx)

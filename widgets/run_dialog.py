@@ -95,6 +95,21 @@ class RunDialog(w.VBox):
             description="max concurrent",
             style=style,
         )
+        self.backend = w.ToggleButtons(
+            options=[("this kernel", "asyncio"), ("Ray", "ray")],
+            value=_DEFAULTS["backend"],
+            description="backend",
+            style=style,
+            tooltips=["runs in this kernel's event loop", "runs on Ray actors, streamed back"],
+        )
+        self.address = w.Text(
+            placeholder="local Ray on 127.0.0.1",
+            description="Ray address",
+            style=style,
+            layout=wide,
+            disabled=True,
+        )
+        self.backend.observe(lambda c: setattr(self.address, "disabled", c.new != "ray"), "value")
         self.timeout = w.Text(placeholder="none", description="timeout (s)", style=style)
         self.temperature = w.Text(
             placeholder="model default", description="temperature", style=style
@@ -112,6 +127,8 @@ class RunDialog(w.VBox):
                 self.group_size,
                 self.max_steps,
                 self.max_concurrent,
+                self.backend,
+                self.address,
                 w.HTML('<div class="wb-help">advanced (leave empty for defaults)</div>'),
                 self.timeout,
                 self.temperature,
@@ -175,6 +192,8 @@ class RunDialog(w.VBox):
             timeout=_optional(self.timeout.value),
             temperature=_optional(self.temperature.value),
             max_tokens=_optional(self.max_tokens.value),
+            backend=self.backend.value,
+            address=_optional(self.address.value) if self.backend.value == "ray" else None,
         )
 
     def run(self) -> Job | None:

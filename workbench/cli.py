@@ -75,6 +75,15 @@ def eval_command(
         "--runtime",
         help="inprocess, subprocess or docker (default: each environment's own).",
     ),
+    backend: str = typer.Option(
+        "asyncio", "--backend", help="asyncio (this process) or ray (actors on a Ray cluster)."
+    ),
+    address: str = typer.Option(
+        None, "--address", help="Ray cluster address (default: start a local Ray on 127.0.0.1)."
+    ),
+    workers: int = typer.Option(
+        None, "--workers", help="Ray actors (default: one per CPU of the cluster)."
+    ),
 ) -> None:
     """Evaluate models on a taskset, with a live progress bar and a leaderboard at the end."""
     from workbench import jobs
@@ -98,14 +107,26 @@ def eval_command(
             temperature=temperature,
             seed=seed,
             runtime=_runtime(runtime),
+            **_backend(backend, address, workers),
         )
     console.print(
         f"job [bold]{job.id}[/]: {len(job.taskset)} tasks x {len(job.config.models)} models "
         f"x group {job.config.group_size} = {job.total} runs"
     )
+    if job.config.backend == "ray":
+        where = job.config.address or "a local Ray on 127.0.0.1 (it takes a few seconds)"
+        console.print(f"[dim]runs go to Ray actors: {where}[/]")
     _run_with_progress(job)
     console.print(_leaderboard_table(job.leaderboard(), f"{job.taskset.name} · job {job.id}"))
     console.print(f"traces: `workbench trace ID` (ids: `workbench jobs {job.id}`)")
+
+
+def _backend(name: str, address: str | None, workers: int | None) -> dict:
+    if name not in ("asyncio", "ray"):
+        raise WorkbenchError(f"unknown backend '{name}': use asyncio or ray")
+    if name != "ray" and (address or workers):
+        raise WorkbenchError("--address and --workers go with --backend ray")
+    return {"backend": name, "address": address, "workers": workers}
 
 
 def _runtime(name: str | None) -> str | None:

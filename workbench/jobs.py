@@ -19,6 +19,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal
 
 import pandas as pd
@@ -47,10 +48,24 @@ class RunConfig(pydantic.BaseModel):
     top_p: float | None = None
     max_tokens: int | None = None
     seed: int | None = None
-    backend: Literal["asyncio"] = "asyncio"
+    backend: Literal["asyncio", "ray"] = pydantic.Field(
+        "asyncio", description="asyncio: this process; ray: actors on a Ray cluster"
+    )
+    address: str | None = pydantic.Field(
+        None, description="Ray cluster address (ray backend); None: a local Ray on 127.0.0.1"
+    )
+    workers: int | None = pydantic.Field(
+        None, ge=1, description="Ray actors (ray backend); None: one per CPU of the cluster"
+    )
     runtime: Literal["inprocess", "subprocess", "docker"] | None = pydantic.Field(
         None, description="where environments run; None: each environment's default"
     )
+
+    @pydantic.model_validator(mode="after")
+    def _ray_options_need_ray(self) -> RunConfig:
+        if self.backend != "ray" and (self.address or self.workers):
+            raise ValueError("address and workers are options of the ray backend (backend='ray')")
+        return self
 
     @property
     def sampling(self) -> Sampling:
@@ -243,9 +258,16 @@ class Job:
 
     async def _run(self) -> None:
         config = self.config
-        agents = {
-            m: Agent(m, max_steps=config.max_steps, sampling=config.sampling) for m in config.models
-        }
+        if config.backend == "ray":
+            from workbench.ray_backend import connect
+
+            pool = await connect(config.address, config.workers)
+            run_one = partial(pool.run, self)
+        else:
+            agents = {m: make_agent(m, config) for m in config.models}
+            run_one = lambda task, model, group_index: self._run_one(  # noqa: E731
+                agents[model], task, group_index
+            )
         writer = TraceWriter(self.store)
         finished = self.store.finished_runs(self.id)
         self.done = len(finished)
@@ -256,7 +278,7 @@ class Job:
 
         async def worker() -> None:
             for task, model, group_index in pending:
-                trace = await self._run_one(agents[model], task, group_index)
+                trace = await run_one(task, model, group_index)
                 if trace.stop_reason == "cancelled":
                     continue  # not stored: a resume runs it again
                 writer.add(trace)
@@ -283,34 +305,63 @@ class Job:
             self.store.set_job_status(self.id, self.status)
             self._emit(JobFinished(self.id, self.status, self.done, self.errors))
 
+    def _step_emitter(
+        self, task: Task, model: str, group_index: int
+    ) -> Callable[[int, dict[str, Any]], None] | None:
+        """Announce a run; a callback for its steps, or None when nobody is watching."""
+        if not self._watched:
+            return None
+        self._emit(RunStarted(self.id, task.slug, model, group_index))
+        return lambda step, message: self._emit(
+            Step(self.id, task.slug, model, group_index, step, message)
+        )
+
     async def _run_one(self, agent: Agent, task: Task, group_index: int) -> Trace:
-        model = agent.model.model_id
-        on_step = None
-        if self._watched:
-            self._emit(RunStarted(self.id, task.slug, model, group_index))
-
-            def on_step(ctx: EvalContext, message: dict[str, Any]) -> None:
-                self._emit(Step(self.id, task.slug, model, group_index, ctx.trace.steps, message))
-
-        ctx = EvalContext(
+        return await play(
+            agent,
             task,
+            group_index,
             job_id=self.id,
             taskset=self.taskset.name,
-            group_index=group_index,
-            on_step=on_step,
-            runtime=self.config.runtime,
+            config=self.config,
+            on_step=self._step_emitter(task, agent.model.model_id, group_index),
         )
-        try:
-            if self.config.timeout is None:
+
+
+def make_agent(model: str, config: RunConfig) -> Agent:
+    return Agent(model, max_steps=config.max_steps, sampling=config.sampling)
+
+
+async def play(
+    agent: Agent,
+    task: Task,
+    group_index: int,
+    *,
+    job_id: str,
+    taskset: str,
+    config: RunConfig,
+    on_step: Callable[[int, dict[str, Any]], None] | None = None,
+) -> Trace:
+    """One run of a job, wherever it executes (this process or a Ray actor); its trace."""
+    ctx = EvalContext(
+        task,
+        job_id=job_id,
+        taskset=taskset,
+        group_index=group_index,
+        on_step=None if on_step is None else lambda ctx, msg: on_step(ctx.trace.steps, msg),
+        runtime=config.runtime,
+    )
+    try:
+        if config.timeout is None:
+            await agent.run(ctx)
+        else:
+            async with asyncio.timeout(config.timeout):
                 await agent.run(ctx)
-            else:
-                async with asyncio.timeout(self.config.timeout):
-                    await agent.run(ctx)
-        except TimeoutError:
-            ctx.finish("timeout", TimeoutError(f"run exceeded {self.config.timeout} s"), force=True)
-        finally:
-            await ctx.close()
-        return ctx.trace
+    except TimeoutError:
+        ctx.finish("timeout", TimeoutError(f"run exceeded {config.timeout} s"), force=True)
+    finally:
+        await ctx.close()
+    return ctx.trace
 
 
 def progress_bar(description: str = "evaluating") -> Callable[[Event], None]:
@@ -369,6 +420,10 @@ def create_job(
         raise WorkbenchError(f"taskset '{taskset.name}' has no tasks to run")
     for task in taskset:
         task.validate_args()
+    if config.backend == "ray":
+        from workbench.ray_backend import import_ray
+
+        import_ray()  # no Ray installed: say so before the job exists
     for env in {task.env: task.environment() for task in taskset}.values():
         choose_runtime(env, config.runtime)  # a refused runtime fails before any run
     _check_models(config.models, taskset)
