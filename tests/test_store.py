@@ -112,3 +112,42 @@ async def test_a_cancelled_job_resumes_without_duplicates(db):
     assert resumed.status == "finished"
     df = db.traces_df(job_id=job.id)
     assert len(df) == 20 and not df.duplicated(["task", "model", "group_index"]).any()
+
+
+def test_the_leaderboard_aggregated_in_sql_equals_the_one_from_the_runs(db):
+    """Errors count reward 0, cancelled runs not at all, uneven groups give NaN pass@k."""
+    import random
+
+    import pandas as pd
+
+    from workbench.leaderboard import leaderboard, per_task, per_task_from_cells
+
+    rng = random.Random(7)
+    traces = []
+    for job in ("job-a", "job-b"):
+        for model in ("scripted:expert", "scripted:weak", "openai:gpt-x"):
+            for task in ("t1", "t2", "t3"):
+                for g in range(rng.randint(1, 5)):
+                    stop = rng.choice(["done", "done", "done", "max_steps", "error", "cancelled"])
+                    reward = rng.choice([0.0, 0.5, 1.0])
+                    traces.append(
+                        Trace(
+                            job_id=job,
+                            taskset="mixed",
+                            task=task,
+                            model=model,
+                            group_index=g,
+                            reward=reward,
+                            stop_reason=stop,
+                        )
+                    )
+    db.add_traces(traces)
+
+    for where in ({"taskset": "mixed"}, {"job_id": "job-b"}):
+        runs = db.traces_df(**where)
+        pd.testing.assert_frame_equal(db.leaderboard(**where), leaderboard(runs))
+        cells = db.run_cells(**where, by=["model", "task"])
+        pd.testing.assert_frame_equal(per_task_from_cells(cells), per_task(runs))
+    board = db.leaderboard(taskset="mixed").set_index("model")
+    assert board["errors"].sum() == sum(t.stop_reason == "error" for t in traces)
+    assert board["runs"].sum() == sum(t.stop_reason != "cancelled" for t in traces)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterable
-from typing import Any
 
 import ipywidgets as w
 import pandas as pd
@@ -24,15 +23,22 @@ import traitlets
 
 import workbench
 from workbench import Job, JobFinished, RunFinished, Store, Taskset, Trace
+from workbench.leaderboard import (
+    leaderboard_from_cells,
+    merge_cells,
+    per_task_from_cells,
+    run_cells,
+)
 from workbench.store import trace_row
 
 from ._live import Throttle, note_html, stylesheet
 
 
-def _summary(trace: Trace) -> dict[str, Any]:
+def _cell(trace: Trace) -> pd.DataFrame:
+    """One finished run as a one-run cell table."""
     row = trace_row(trace)
     row.pop("data")
-    return row
+    return run_cells(pd.DataFrame([row]), ["model", "task"])
 
 
 def _interval(value: float, low: float, high: float, percent: bool) -> str:
@@ -79,7 +85,8 @@ class Leaderboard(w.VBox):
         self.store = store
         self.board = pd.DataFrame()
         self.tasks = pd.DataFrame()
-        self._rows: dict[str, dict[str, Any]] = {}
+        # Runs summed per (model, task): the stored ones from SQL, then one per live run.
+        self._cells: list[pd.DataFrame] = []
         self._unsubscribe: list = []
         self._redraw = Throttle(self._draw, 0.3)
         self.title = w.HTML()
@@ -127,11 +134,11 @@ class Leaderboard(w.VBox):
         """Replace what is shown: a job (live), a taskset's stored runs, or several jobs."""
         for unsubscribe in self._unsubscribe:
             unsubscribe()
-        self._unsubscribe, self._rows = [], {}
+        self._unsubscribe, self._cells = [], []
         if isinstance(source, Taskset | str):
             name = source.name if isinstance(source, Taskset) else source
             store = self.store or workbench.get_store()
-            self._add_frame(store.traces_df(taskset=name))
+            self._cells.append(store.run_cells(taskset=name, by=["model", "task"]))
             self.title.value = f'<div class="wb-title">Leaderboard · {html.escape(name)}</div>'
         else:
             jobs = [source] if isinstance(source, Job) else list(source)
@@ -145,27 +152,28 @@ class Leaderboard(w.VBox):
 
     def watch(self, job: Job, *, redraw: bool = True) -> None:
         """Count a job's stored runs and, while it runs, each run as it finishes."""
-        self._add_frame(job.traces_df())
+        self._cells.append(job.store.run_cells(job_id=job.id, by=["model", "task"]))
         if not job.is_done():
             self._unsubscribe.append(job.subscribe(self._on_event))
         if redraw:
             self._redraw.flush()
 
-    def _add_frame(self, frame: pd.DataFrame) -> None:
-        for row in frame.to_dict("records"):
-            self._rows[row["id"]] = row
-
     def _on_event(self, event) -> None:
         if isinstance(event, RunFinished):
-            self._rows[event.trace.id] = _summary(event.trace)
+            self._cells.append(_cell(event.trace))
             self._redraw()
         elif isinstance(event, JobFinished):
             self._redraw.flush()
 
     def _draw(self) -> None:
-        frame = pd.DataFrame(list(self._rows.values()))
-        self.board = workbench.leaderboard(frame)
-        self.tasks = workbench.per_task(frame) if len(frame) else pd.DataFrame()
+        cells = [c for c in self._cells if len(c)]
+        if cells:  # summed now, so live runs don't pile up as one-run tables
+            cells = merge_cells(pd.concat(cells, ignore_index=True))
+            self._cells = [cells]
+        else:
+            cells = run_cells(pd.DataFrame(), ["model", "task"])
+        self.board = leaderboard_from_cells(cells)
+        self.tasks = per_task_from_cells(cells) if len(cells) else pd.DataFrame()
         board = self.board
         with self.bars.batch_update():
             bar = self.bars.data[0]

@@ -203,13 +203,15 @@ def leaderboard_command(
     by_task: bool = typer.Option(False, "--per-task", help="One row per model x task."),
 ) -> None:
     """Rank every model evaluated on a taskset (all its jobs, or one)."""
-    from workbench.leaderboard import leaderboard, per_task
+    from workbench.leaderboard import leaderboard_from_cells, per_task_from_cells
     from workbench.store import get_store
 
     store = get_store()
     job_id = store.get_job(job)["id"] if job else None
-    df = store.traces_df(job_id=job_id, taskset=None if job_id else taskset)
-    if df.empty:
+    cells = store.run_cells(
+        job_id=job_id, taskset=None if job_id else taskset, by=["model", "task"]
+    )
+    if cells.empty:
         raise WorkbenchError(
             f"no runs stored for taskset '{taskset}': run `workbench eval {taskset} MODEL` first"
         )
@@ -217,7 +219,7 @@ def leaderboard_command(
         table = Table(title=f"Per task · {taskset}", title_justify="left")
         for col in ("model", "task", "runs", "success", "mean reward", "errors"):
             table.add_column(col)
-        for r in per_task(df).to_dict("records"):
+        for r in per_task_from_cells(cells).to_dict("records"):
             table.add_row(
                 r["model"],
                 r["task"],
@@ -228,7 +230,7 @@ def leaderboard_command(
             )
         console.print(table)
         return
-    console.print(_leaderboard_table(leaderboard(df), taskset))
+    console.print(_leaderboard_table(leaderboard_from_cells(cells), taskset))
 
 
 # -- jobs and traces ----------------------------------------------------------------------

@@ -237,14 +237,12 @@ class Job:
         return self.store.traces(job_id=self.id)
 
     def leaderboard(self) -> pd.DataFrame:
-        from workbench.leaderboard import leaderboard
-
-        return leaderboard(self.traces_df())
+        return self.store.leaderboard(job_id=self.id)
 
     def per_task(self) -> pd.DataFrame:
-        from workbench.leaderboard import per_task
+        from workbench.leaderboard import per_task_from_cells
 
-        return per_task(self.traces_df())
+        return per_task_from_cells(self.store.run_cells(job_id=self.id, by=["model", "task"]))
 
     # -- running --------------------------------------------------------------------------
 

@@ -16,7 +16,17 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-__all__ = ["wilson_interval", "mean_interval", "pass_at_k", "leaderboard", "per_task"]
+__all__ = [
+    "wilson_interval",
+    "mean_interval",
+    "pass_at_k",
+    "leaderboard",
+    "per_task",
+    "run_cells",
+    "leaderboard_from_cells",
+    "per_task_from_cells",
+    "merge_cells",
+]
 
 REQUIRED_COLUMNS = ("model", "task", "reward", "stop_reason", "success")
 
@@ -182,6 +192,54 @@ def _empty_board(by_cols: list[str]) -> pd.DataFrame:
     return pd.DataFrame(columns=by_cols + BASE_COLUMNS)
 
 
+# Per (group, task) cell: what every statistic of the leaderboard is computed from.
+CELL_COLUMNS = ["runs", "successes", "errors", "reward_sum", "reward_sq"]
+
+
+def _cell_keys(by_cols: list[str]) -> list[str]:
+    return by_cols if "task" in by_cols else [*by_cols, "task"]
+
+
+def run_cells(traces: pd.DataFrame, by: str | list[str] = "model") -> pd.DataFrame:
+    """Runs summed per (``by``, task) cell: runs, successes, errors, reward sum and squares.
+
+    Cancelled runs are left out; an errored run counts as an error, unsuccessful, reward 0.
+    :meth:`workbench.store.Store.run_cells` computes the same table in SQL.
+    """
+    by_cols = [by] if isinstance(by, str) else list(by)
+    keys = _cell_keys(by_cols)
+    if len(traces) == 0:
+        return pd.DataFrame(columns=keys + CELL_COLUMNS)
+    missing = [col for col in (*REQUIRED_COLUMNS, *by_cols) if col not in traces.columns]
+    if missing:
+        raise KeyError(f"traces lack column(s) {missing}")
+    kept = (traces["stop_reason"] != "cancelled").to_numpy()
+    runs = traces.loc[kept] if not kept.all() else traces
+    error = (runs["stop_reason"] == "error").to_numpy(dtype=bool)
+    success = runs["success"].fillna(False).to_numpy(dtype=bool) & ~error
+    reward = np.where(error, 0.0, runs["reward"].to_numpy(dtype=np.float64))
+    code, cells = _group_codes(runs, keys)
+    for name, weights in (
+        ("runs", None),
+        ("successes", success),
+        ("errors", error),
+        ("reward_sum", reward),
+        ("reward_sq", reward * reward),
+    ):
+        cells[name] = np.bincount(code, weights=weights, minlength=len(cells))
+    return cells
+
+
+def merge_cells(cells: pd.DataFrame, keys: list[str] | None = None) -> pd.DataFrame:
+    """Cell tables concatenated (stored runs, then live ones) with each cell summed once."""
+    keys = keys or [c for c in cells.columns if c not in CELL_COLUMNS]
+    code, labels = _group_codes(cells, keys)
+    if len(labels) == len(cells):
+        return cells
+    weights = {c: cells[c].to_numpy(np.float64) for c in CELL_COLUMNS}
+    return labels.assign(**{c: np.bincount(code, w, len(labels)) for c, w in weights.items()})
+
+
 def leaderboard(traces: pd.DataFrame, by: str | list[str] = "model") -> pd.DataFrame:
     """Rank groups of runs (by default, models) by success rate, then mean reward.
 
@@ -194,30 +252,20 @@ def leaderboard(traces: pd.DataFrame, by: str | list[str] = "model") -> pd.DataF
     no task has k runs). Cancelled runs are ignored; errored runs count as errors, not
     failures, and as unsuccessful with reward 0.
     """
+    return leaderboard_from_cells(run_cells(traces, by), by)
+
+
+def leaderboard_from_cells(cells: pd.DataFrame, by: str | list[str] = "model") -> pd.DataFrame:
+    """:func:`leaderboard` from :func:`run_cells` tables (several are summed, e.g. stored
+    runs plus live ones), so a million stored runs never have to leave the database."""
     by_cols = [by] if isinstance(by, str) else list(by)
-    if len(traces) == 0:
+    keys = _cell_keys(by_cols)
+    if len(cells) == 0:
         return _empty_board(by_cols)
-    missing = [col for col in (*REQUIRED_COLUMNS, *by_cols) if col not in traces.columns]
-    if missing:
-        raise KeyError(f"traces lack column(s) {missing}")
-
-    kept = (traces["stop_reason"] != "cancelled").to_numpy()
-    runs = traces.loc[kept] if not kept.all() else traces
-    if len(runs) == 0:
-        return _empty_board(by_cols)
-
-    error = (runs["stop_reason"] == "error").to_numpy(dtype=bool)
-    success = runs["success"].fillna(False).to_numpy(dtype=bool) & ~error
-    reward = np.where(error, 0.0, runs["reward"].to_numpy(dtype=np.float64))
-
-    cell_keys = by_cols if "task" in by_cols else [*by_cols, "task"]
-    cell_code, cell_labels = _group_codes(runs, cell_keys)
-    n_cells = len(cell_labels)
-    cell_n = np.bincount(cell_code, minlength=n_cells)
-    cell_c = np.bincount(cell_code, weights=success, minlength=n_cells)
-    cell_err = np.bincount(cell_code, weights=error, minlength=n_cells)
-    cell_r = np.bincount(cell_code, weights=reward, minlength=n_cells)
-    cell_r2 = np.bincount(cell_code, weights=reward * reward, minlength=n_cells)
+    cells = merge_cells(cells, keys)
+    cell_n = cells["runs"].to_numpy(np.float64)
+    cell_c = cells["successes"].to_numpy(np.float64)
+    cell_labels = cells[keys]
 
     group_code, board = _group_codes(cell_labels, by_cols)
     n_groups = len(board)
@@ -227,23 +275,30 @@ def leaderboard(traces: pd.DataFrame, by: str | list[str] = "model") -> pd.DataF
 
     n = per_group(cell_n).round().astype(np.int64)
     successes = per_group(cell_c).round().astype(np.int64)
-    errors = per_group(cell_err).round().astype(np.int64)
+    errors = per_group(cells["errors"].to_numpy(np.float64)).round().astype(np.int64)
     board["runs"] = n
     board["successes"] = successes
     board["failures"] = n - successes - errors
     board["errors"] = errors
     board["success_rate"] = successes / n
     board["success_low"], board["success_high"] = _wilson(successes, n)
-    mean, low, high = _t_interval(n, per_group(cell_r), per_group(cell_r2))
+    mean, low, high = _t_interval(
+        n,
+        per_group(cells["reward_sum"].to_numpy(np.float64)),
+        per_group(cells["reward_sq"].to_numpy(np.float64)),
+    )
     board["mean_reward"], board["reward_low"], board["reward_high"] = mean, low, high
     board["tasks"] = np.bincount(group_code, minlength=n_groups).astype(np.int64)
 
-    for k, cell_pass in enumerate(_pass_at_k_array(cell_n, cell_c, int(cell_n.max())), start=1):
+    passes = {}
+    max_k = int(cell_n.max()) if len(cell_n) else 0
+    for k, cell_pass in enumerate(_pass_at_k_array(cell_n, cell_c, max_k), start=1):
         has_k = ~np.isnan(cell_pass)
         counted = per_group(has_k.astype(np.float64))
         total = per_group(np.where(has_k, cell_pass, 0.0))
         with np.errstate(divide="ignore", invalid="ignore"):
-            board[f"pass@{k}"] = np.where(counted > 0, total / counted, np.nan)
+            passes[f"pass@{k}"] = np.where(counted > 0, total / counted, np.nan)
+    board = pd.concat([board, pd.DataFrame(passes, index=board.index)], axis=1)
 
     order = board.sort_values(
         ["success_rate", "mean_reward", *by_cols],
@@ -256,5 +311,9 @@ def leaderboard(traces: pd.DataFrame, by: str | list[str] = "model") -> pd.DataF
 
 def per_task(traces: pd.DataFrame) -> pd.DataFrame:
     """Leaderboard statistics per (model, task), sorted by model then task."""
-    board = leaderboard(traces, by=["model", "task"])
+    return per_task_from_cells(run_cells(traces, ["model", "task"]))
+
+
+def per_task_from_cells(cells: pd.DataFrame) -> pd.DataFrame:
+    board = leaderboard_from_cells(cells, by=["model", "task"])
     return board.sort_values(["model", "task"], kind="mergesort").reset_index(drop=True)
