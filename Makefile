@@ -31,6 +31,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/harness.py
 	$(BIN)/python benchmarks/local_inference.py
 	$(BIN)/python benchmarks/training.py
+	$(BIN)/python benchmarks/scale.py
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

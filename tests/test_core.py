@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import time
 
 import pytest
 
@@ -244,3 +245,15 @@ def test_tool_arguments_named_title_and_annotated_constraints_survive():
     assert params["properties"]["title"] == {"description": "the heading.", "type": "string"}
     assert params["properties"]["stars"]["maximum"] == 5
     assert params["required"] == ["title"]
+
+
+async def test_a_scripted_model_with_latency_answers_after_it(toy):
+    task = toy.task("count", target=1)
+    agent = workbench.create_agent("scripted:expert?latency=0.1")
+    started = time.perf_counter()
+    async with workbench.eval(task) as ctx:
+        trace = await agent.run(ctx)
+    assert time.perf_counter() - started >= 0.2  # two model calls
+    assert trace.model == "scripted:expert?latency=0.1" and trace.reward == 1.0
+    with pytest.raises(UnknownModelError, match="latency=SECONDS"):
+        workbench.create_agent("scripted:expert?speed=2")

@@ -88,7 +88,7 @@ class Dashboard(w.VBox):
             self.taskset = job.taskset.name
         self.leaderboard.watch(job)
         self._list_jobs(select=job.id)
-        job.subscribe(self._on_event)
+        job.subscribe(self._on_event, steps=False)
 
     def _on_event(self, event) -> None:
         if isinstance(event, JobFinished):  # the job list shows each job's status and count

@@ -154,7 +154,7 @@ class Leaderboard(w.VBox):
         """Count a job's stored runs and, while it runs, each run as it finishes."""
         self._cells.append(job.store.run_cells(job_id=job.id, by=["model", "task"]))
         if not job.is_done():
-            self._unsubscribe.append(job.subscribe(self._on_event))
+            self._unsubscribe.append(job.subscribe(self._on_event, steps=False))
         if redraw:
             self._redraw.flush()
 

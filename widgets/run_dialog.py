@@ -224,7 +224,7 @@ class RunDialog(w.VBox):
         self._bar = None
         self.progress.children = ()
         self.status = f"job {job.id}: starting"
-        self._unsubscribe = job.subscribe(self._on_event)
+        self._unsubscribe = job.subscribe(self._on_event, steps=False)
         self.job = job
         self._show_job_buttons()
 

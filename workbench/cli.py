@@ -158,7 +158,7 @@ def _run_with_progress(job) -> None:
                 progress.update(bar, completed=event.already_done)
 
         try:
-            asyncio.run(run_job(job, on_event))
+            asyncio.run(run_job(job, on_event, steps=False))
         except KeyboardInterrupt:
             progress.stop()
             console.print(

@@ -169,8 +169,7 @@ class Job:
         self.done = 0
         self.errors = 0
         self.status = "pending"
-        self._listeners: list[Callable[[Event], None]] = []
-        self._queues: list[asyncio.Queue] = []
+        self._listeners: list[tuple[Callable[[Event], None], bool]] = []  # (listener, steps)
         self._task: asyncio.Task | None = None
 
     def __repr__(self) -> str:
@@ -178,15 +177,23 @@ class Job:
 
     # -- following ------------------------------------------------------------------------
 
-    def subscribe(self, listener: Callable[[Event], None]) -> Callable[[], None]:
-        """Call ``listener(event)`` for every event; returns a function that unsubscribes."""
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener)
+    def subscribe(
+        self, listener: Callable[[Event], None], *, steps: bool = True
+    ) -> Callable[[], None]:
+        """Call ``listener(event)`` for every event; returns a function that unsubscribes.
 
-    async def events(self) -> AsyncIterator[Event]:
-        """Every event from now until the job finishes."""
+        ``steps=False``: no ``RunStarted`` and ``Step`` events (a progress bar or a
+        leaderboard needs only finished runs, and a job nobody watches step by step runs
+        faster, on Ray most of all).
+        """
+        entry = (listener, steps)
+        self._listeners.append(entry)
+        return lambda: self._listeners.remove(entry)
+
+    async def events(self, *, steps: bool = True) -> AsyncIterator[Event]:
+        """Every event from now until the job finishes (``steps``: as in :meth:`subscribe`)."""
         queue: asyncio.Queue = asyncio.Queue()
-        self._queues.append(queue)
+        self._listeners.append((queue.put_nowait, steps))
         try:
             while True:
                 event = await queue.get()
@@ -194,17 +201,23 @@ class Job:
                 if isinstance(event, JobFinished):
                     return
         finally:
-            self._queues.remove(queue)
+            self._listeners.remove((queue.put_nowait, steps))
 
     def _emit(self, event: Event) -> None:
-        for listener in list(self._listeners):
-            listener(event)
-        for queue in self._queues:
-            queue.put_nowait(event)
+        live = isinstance(event, Step | RunStarted)
+        for listener, steps in list(self._listeners):
+            if steps or not live:
+                listener(event)
 
     @property
     def _watched(self) -> bool:
-        return bool(self._listeners or self._queues)
+        """Someone follows finished runs."""
+        return bool(self._listeners)
+
+    @property
+    def _watched_live(self) -> bool:
+        """Someone follows runs step by step."""
+        return any(steps for _, steps in self._listeners)
 
     # -- control --------------------------------------------------------------------------
 
@@ -306,8 +319,8 @@ class Job:
     def _step_emitter(
         self, task: Task, model: str, group_index: int
     ) -> Callable[[int, dict[str, Any]], None] | None:
-        """Announce a run; a callback for its steps, or None when nobody is watching."""
-        if not self._watched:
+        """Announce a run; a callback for its steps, or None when nobody follows them."""
+        if not self._watched_live:
             return None
         self._emit(RunStarted(self.id, task.slug, model, group_index))
         return lambda step, message: self._emit(
@@ -485,10 +498,12 @@ async def evaluate(
     return await run_job(job, on_event)
 
 
-async def run_job(job: Job, on_event: Callable[[Event], None] | None = None) -> Job:
+async def run_job(
+    job: Job, on_event: Callable[[Event], None] | None = None, *, steps: bool = True
+) -> Job:
     """Run a job made by ``create_job`` or ``load_job`` to the end, in this task."""
     if on_event is not None:
-        job.subscribe(on_event)
+        job.subscribe(on_event, steps=steps)
     job._task = asyncio.current_task()
     await job._run()
     return job

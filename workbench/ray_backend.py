@@ -12,7 +12,7 @@ same events as the local backend, so progress bars, trace viewers and the leader
 follow a Ray job live. The actors only play runs: each is an async actor that runs many
 runs at once on its own event loop, keeps one :class:`~workbench.agent.Agent` per model
 (a local model is loaded once per actor) and streams each run back as a Ray generator:
-its steps as they happen (when someone watches), then its trace.
+its steps as they happen, then its trace (one plain call when nobody follows the steps).
 
 A worker that dies mid-run (killed, out of memory, a crashing extension) costs that run
 one retry on a restarted actor; a second death records the run as an ``error`` trace that
@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 ATTEMPTS = 2
 # How long a retry waits for a restarted actor before the run is an error trace.
 RESTART_WAIT = 60.0
+# Most runs in one call to an actor (see _Batcher).
+MAX_BATCH = 16
 # Runs one actor may hold at once; the driver's max_concurrent is the real bound.
 ACTOR_CONCURRENCY = 1000
 # What an actor needs from the driver's environment to find the same store and files.
@@ -70,41 +72,52 @@ class RunActor:
     def __init__(self, environ: dict[str, str]):
         os.environ.update(environ)
         self._agents: dict[tuple[str, str], Any] = {}
+        self._configs: dict[str, Any] = {}
 
     def pid(self) -> int:
         return os.getpid()
 
-    async def run(
-        self,
-        task: dict[str, Any],
-        model: str,
-        group_index: int,
-        job_id: str,
-        taskset: str,
-        config: str,
-        watch: bool,
-    ):
-        """Yields ``("step", n, message)`` while the run goes (if ``watch``), then ``("trace", dict)``."""
-        from workbench.jobs import RunConfig, make_agent, play
+    def _prepare(self, task: dict[str, Any], model: str, config: str):
+        from workbench.jobs import RunConfig, make_agent
         from workbench.tasks import Task
 
-        run_config = RunConfig.model_validate_json(config)
-        key = (model, config)
-        agent = self._agents.get(key)
+        run_config = self._configs.get(config)
+        if run_config is None:
+            run_config = self._configs[config] = RunConfig.model_validate_json(config)
+        agent = self._agents.get((model, config))
         if agent is None:
-            agent = self._agents[key] = make_agent(model, run_config)
+            agent = self._agents[model, config] = make_agent(model, run_config)
+        return agent, Task.model_validate(task), run_config
+
+    async def run(self, task, model, group_index, job_id, taskset, config) -> dict[str, Any]:
+        """Play one run; its trace as a dict."""
+        from workbench.jobs import play
+
+        agent, task, run_config = self._prepare(task, model, config)
+        trace = await play(
+            agent, task, group_index, job_id=job_id, taskset=taskset, config=run_config
+        )
+        return trace.model_dump(mode="json")
+
+    async def run_batch(self, runs: list[tuple]) -> list[Any]:
+        """Play several runs at once; each one's trace dict, or the exception it raised."""
+        return await asyncio.gather(*(self.run(*args) for args in runs), return_exceptions=True)
+
+    async def stream(self, task, model, group_index, job_id, taskset, config):
+        """Play one run; yields ``("step", n, message)`` as it goes, then ``("trace", dict)``."""
+        from workbench.jobs import play
+
+        agent, task, run_config = self._prepare(task, model, config)
         steps: asyncio.Queue = asyncio.Queue()
         playing = asyncio.ensure_future(
             play(
                 agent,
-                Task.model_validate(task),
+                task,
                 group_index,
                 job_id=job_id,
                 taskset=taskset,
                 config=run_config,
-                on_step=(lambda n, message: steps.put_nowait(("step", n, message)))
-                if watch
-                else None,
+                on_step=lambda n, message: steps.put_nowait(("step", n, message)),
             )
         )
         try:
@@ -133,6 +146,7 @@ class RayPool:
         self.key = key
         self.in_flight = [0] * len(actors)
         self.deaths = 0
+        self._batches = [_Batcher(ray, actor) for actor in actors]
 
     async def run(self, job: Job, task: Task, model: str, group_index: int) -> Trace:
         """Play one run of ``job`` on the least busy actor; retry once if its worker dies."""
@@ -149,15 +163,20 @@ class RayPool:
                 break
             on_step = job._step_emitter(task, model, group_index)
             self.in_flight[index] += 1
-            stream = self.actors[index].run.remote(
-                payload, model, group_index, job.id, job.taskset.name, config, on_step is not None
-            )
+            args = (payload, model, group_index, job.id, job.taskset.name, config)
+            actor = self.actors[index]
+            call = None
             try:
-                async for ref in stream:
+                if on_step is None:  # nobody follows the steps: runs go in batches
+                    size = max(
+                        1, min(MAX_BATCH, job.config.max_concurrent // (4 * len(self.actors)))
+                    )
+                    return Trace.model_validate(await self._batches[index].submit(args, size))
+                call = actor.stream.remote(*args)
+                async for ref in call:
                     item = await ref
                     if item[0] == "step":
-                        if on_step is not None:
-                            on_step(item[1], item[2])
+                        on_step(item[1], item[2])
                     else:
                         return Trace.model_validate(item[1])
                 raise RuntimeError("the Ray actor ended the run without a trace")
@@ -169,8 +188,9 @@ class RayPool:
                 if deaths >= ATTEMPTS:
                     break
             except asyncio.CancelledError:
-                with contextlib.suppress(Exception):
-                    ray.cancel(stream)
+                if call is not None:
+                    with contextlib.suppress(Exception):
+                        ray.cancel(call)
                 raise
             except Exception as e:  # the actor raised: nothing a retry would change
                 error = e.cause if isinstance(e, ray.exceptions.RayTaskError) and e.cause else e
@@ -203,6 +223,59 @@ class RayPool:
     def kill(self) -> None:
         for actor in self.actors:
             self.ray.kill(actor)
+
+
+class _Batcher:
+    """Runs submitted to one actor in the same turn of the event loop go in one call.
+
+    A Ray call costs the driver about half a millisecond whatever it carries; a batch of
+    runs costs the same as one, which is what lets a 2-core driver keep hundreds of runs in
+    flight. A batch answers when its last run ends, so batches stay small (``size``).
+    """
+
+    def __init__(self, ray, actor):
+        self.ray = ray
+        self.actor = actor
+        self.waiting: list[tuple[tuple, asyncio.Future]] = []
+        self.size = MAX_BATCH
+        self._scheduled = False
+
+    def submit(self, args: tuple, size: int) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self.waiting.append((args, future))
+        self.size = size
+        if len(self.waiting) >= size:
+            self._send()
+        elif not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._send)
+        return future
+
+    def _send(self) -> None:
+        self._scheduled = False
+        while self.waiting:
+            batch, self.waiting = self.waiting[: self.size], self.waiting[self.size :]
+            batch = [(args, future) for args, future in batch if not future.cancelled()]
+            if batch:
+                asyncio.ensure_future(self._play([args for args, _ in batch], batch))
+
+    async def _play(self, runs: list[tuple], batch: list[tuple[tuple, asyncio.Future]]) -> None:
+        try:
+            results = await self.actor.run_batch.remote(runs)
+        except asyncio.CancelledError:
+            for _, future in batch:
+                future.cancel()
+            raise
+        except Exception as e:  # the worker died, or the call failed as a whole
+            results = [e] * len(batch)
+        for (_, future), result in zip(batch, results, strict=True):
+            if future.done():
+                continue
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
 
 
 class WorkerDied(RuntimeError):

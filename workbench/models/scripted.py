@@ -19,6 +19,7 @@ time.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import random
@@ -98,11 +99,28 @@ def _seed(*parts: Any) -> int:
 
 
 class ScriptedModel:
-    """``scripted:NAME``: runs the environment's policy called NAME."""
+    """``scripted:NAME``: runs the environment's policy called NAME.
+
+    ``scripted:NAME?latency=SECONDS`` waits that long before every answer, like a remote
+    model's round trip: for load tests and benchmarks of concurrency.
+    """
 
     def __init__(self, name: str):
-        self.name = name
         self.model_id = f"scripted:{name}"
+        self.name, _, options = name.partition("?")
+        self.latency = 0.0
+        for option in filter(None, options.split("&")):
+            key, _, value = option.partition("=")
+            try:
+                if key != "latency":
+                    raise ValueError(key)
+                self.latency = float(value)
+                if self.latency < 0:
+                    raise ValueError(value)
+            except ValueError:
+                raise UnknownModelError(
+                    f"bad option '{option}' in {self.model_id}: the one option is latency=SECONDS"
+                ) from None
 
     def policy_for(self, task: Task) -> Callable[[PolicyContext], dict[str, Any]]:
         env = task.environment()
@@ -128,6 +146,8 @@ class ScriptedModel:
                 "'args': {...}}})"
             )
         policy = self.policy_for(run.task)
+        if self.latency:
+            await asyncio.sleep(self.latency)
         step = sum(1 for m in messages if m.get("role") == "assistant")
         ctx = PolicyContext(
             task=run.task,
