@@ -187,3 +187,27 @@ async def test_the_run_dialog_runs_a_job_on_ray():
     await job
     assert job.config.backend == "ray" and job.status == "finished"
     assert dialog.status.startswith("finished: 22/22 runs")
+
+
+async def test_model_faults_are_retried_on_the_workers_and_each_run_is_stored_once(
+    workbench_home, tmp_path
+):
+    from fault_server import FaultServer
+
+    with FaultServer() as server:
+        workbench_home.mkdir(parents=True, exist_ok=True)
+        (workbench_home / "config.toml").write_text(
+            f'[endpoints.faulty]\nbase_url = "{server.url}"\nbackoff = 0.01\n'
+        )
+        server.inject("429", "500", "503", "drop", "truncated")
+        server.fault_rate, server.faults = 0.2, ("429", "500", "503", "drop", "truncated")
+        job = await workbench.evaluate(
+            toy_tasks(tmp_path, 16, target=2), "faulty:toy-model", max_concurrent=8, backend="ray"
+        )
+    df = job.traces_df()
+    assert job.status == "finished" and len(df) == 16
+    assert not df.duplicated(["task", "model", "group_index"]).any()
+    assert (df.stop_reason == "done").all() and (df.reward == 1.0).all()
+    faulted = [r for r in server.requests if r["fault"] is not None]
+    assert {"429", "500", "503", "drop", "truncated"} <= {r["fault"] for r in faulted}
+    assert len(server.requests) == 16 * 3 + len(faulted)  # each fault cost one retry, on Ray
