@@ -35,6 +35,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from workbench.config import home
 from workbench.errors import WorkbenchError
 
 if TYPE_CHECKING:
@@ -145,8 +146,7 @@ class RayPool:
         self.actors = actors
         self.key = key
         self.in_flight = [0] * len(actors)
-        self.deaths = 0
-        self._batches = [_Batcher(ray, actor) for actor in actors]
+        self._batches = [_Batcher(actor) for actor in actors]
 
     async def run(self, job: Job, task: Task, model: str, group_index: int) -> Trace:
         """Play one run of ``job`` on the least busy actor; retry once if its worker dies."""
@@ -182,7 +182,6 @@ class RayPool:
                 raise RuntimeError("the Ray actor ended the run without a trace")
             except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as e:
                 deaths += 1
-                self.deaths += 1
                 avoid = index
                 error = WorkerDied(f"the Ray worker running this run died: {_first_line(e)}")
                 if deaths >= ATTEMPTS:
@@ -233,8 +232,7 @@ class _Batcher:
     flight. A batch answers when its last run ends, so batches stay small (``size``).
     """
 
-    def __init__(self, ray, actor):
-        self.ray = ray
+    def __init__(self, actor):
         self.actor = actor
         self.waiting: list[tuple[tuple, asyncio.Future]] = []
         self.size = MAX_BATCH
@@ -315,7 +313,7 @@ async def connect(address: str | None = None, workers: int | None = None) -> Ray
 def _connect(address: str | None, workers: int | None) -> RayPool:
     ray = import_ray()
     environ = {name: os.environ[name] for name in SHARED_ENV if name in os.environ}
-    environ["WORKBENCH_HOME"] = str(_home())  # absolute: a worker's directory may differ
+    environ["WORKBENCH_HOME"] = str(home())  # absolute: a worker's directory may differ
     with _lock:
         if not ray.is_initialized():
             _init(ray, address)
@@ -362,12 +360,6 @@ def _check_reachable(address: str) -> None:
         socket.create_connection((host, int(port)), timeout=10).close()
     except OSError as e:
         raise WorkbenchError(f"could not reach the Ray cluster at {address}: {e}") from None
-
-
-def _home():
-    from workbench.config import home
-
-    return home()
 
 
 def shutdown() -> None:

@@ -112,15 +112,14 @@ class ScriptedModel:
         for option in filter(None, options.split("&")):
             key, _, value = option.partition("=")
             try:
-                if key != "latency":
-                    raise ValueError(key)
-                self.latency = float(value)
-                if self.latency < 0:
-                    raise ValueError(value)
+                latency = float(value)
             except ValueError:
+                latency = -1.0
+            if key != "latency" or latency < 0:
                 raise UnknownModelError(
                     f"bad option '{option}' in {self.model_id}: the one option is latency=SECONDS"
-                ) from None
+                )
+            self.latency = latency
 
     def policy_for(self, task: Task) -> Callable[[PolicyContext], dict[str, Any]]:
         env = task.environment()
