@@ -6,9 +6,11 @@ Two workloads, each in a fresh SQLite store on disk, each repeated and reported 
 - tool-using: shop `checkout` tasks, the expert searches, adds to cart and checks out
   (three tool steps, four model calls) (2,000 runs).
 
-Target (issue 2): at least 1,500 single-turn episodes/s on a 2-core machine.
+Target (issue 2): at least 1,500 single-turn episodes/s on a 2-core machine. The script
+prints whether the target is met; it exits non-zero for a miss only with --check-targets
+(speed depends on the machine and its load, so the test suite never asserts it).
 
-    python benchmarks/harness.py [--single 5000] [--tools 2000] [--repeats 3]
+    python benchmarks/harness.py [--single 5000] [--tools 2000] [--repeats 3] [--check-targets]
 """
 
 from __future__ import annotations
@@ -68,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tools", type=int, default=2000, help="three-step tool-using runs")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-concurrent", type=int, default=64)
+    parser.add_argument(
+        "--check-targets", action="store_true", help="exit 1 when a speed target is missed"
+    )
     args = parser.parse_args(argv)
 
     (single_ts, single_group), (tools_ts, tools_group) = _tasksets(args.single, args.tools)
@@ -90,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     ok = results["single-turn"] >= TARGET_SINGLE_TURN
     verdict = "meets" if ok else "MISSES"
     print(f"single-turn target {TARGET_SINGLE_TURN:.0f} episodes/s: {verdict}")
-    return 0 if ok else 1
+    return 0 if ok or not args.check_targets else 1
 
 
 if __name__ == "__main__":

@@ -5,7 +5,9 @@ clients (each sends its next prompt when its last answer arrives), all at temper
 through the engine's continuous batcher. Target (issue 3): at 16 concurrent requests, at
 least 4x the sequential throughput.
 
-    python benchmarks/local_inference.py [--prompts 32] [--max-tokens 64]
+    python benchmarks/local_inference.py [--prompts 32] [--max-tokens 64] [--check-targets]
+
+The speedup target is printed as met or missed; only --check-targets turns a miss into exit 1.
 """
 
 from __future__ import annotations
@@ -66,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompts", type=int, default=32)
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--levels", default="1,8,16", help="concurrency levels; 1 first")
+    parser.add_argument(
+        "--check-targets", action="store_true", help="exit 1 when the target is missed"
+    )
     args = parser.parse_args(argv)
 
     from workbench.models import get_model
@@ -101,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         f"speedup at {top} concurrent: {speedups[top]:.1f}x; target {TARGET_SPEEDUP:.0f}x: "
         f"{'meets' if ok else 'MISSES'}"
     )
-    return 0 if ok else 1
+    return 0 if ok or not args.check_targets else 1
 
 
 if __name__ == "__main__":

@@ -13,7 +13,10 @@ Four measurements, each printed as it finishes (medians where repeated):
    10,000-run job: runs stream through, so the peak must not grow with the job.
 
     python benchmarks/scale.py [--runs 5000] [--latency-runs 1000] [--leaderboard-runs 1000000]
-                               [--load-runs 100000] [--repeats 3] [--no-ray]
+                               [--load-runs 100000] [--repeats 3] [--no-ray] [--check-targets]
+
+Speed targets are printed as met or missed; a miss makes the exit code 1 only with
+--check-targets (the test suite runs this at small sizes and asserts no speed).
 """
 
 from __future__ import annotations
@@ -232,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--load-runs", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-ray", action="store_true", help="the asyncio backend only")
+    parser.add_argument(
+        "--check-targets", action="store_true", help="exit 1 when a target is missed"
+    )
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(ROOT))
@@ -254,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
 
         ray_backend.shutdown()
     print("all targets met" if ok else "a target was missed")
-    return 0 if ok else 1
+    return 0 if ok or not args.check_targets else 1
 
 
 if __name__ == "__main__":

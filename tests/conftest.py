@@ -33,8 +33,8 @@ def store():
     return get_store()
 
 
-def run_cli(*args, cwd=None, env=None, timeout=120):
-    """Run the real `workbench` command in a subprocess."""
+def run_cli(*args, cwd=None, env=None, timeout=600):
+    """Run the real `workbench` command in a subprocess (the timeout only catches hangs)."""
     import subprocess
 
     exe = Path(sys.executable).with_name("workbench")

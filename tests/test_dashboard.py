@@ -24,6 +24,8 @@ from workbench.dashboard import voila_environment  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
+# Waits only catch hangs: a loaded 2-core machine may take many seconds to answer a click.
+PATIENCE = 120_000  # ms
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -50,7 +52,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 60) -> None:
+def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -112,41 +114,41 @@ def test_a_run_from_the_dialog_fills_the_leaderboard_and_the_traces(voila):
             page.route("**/*", local_only)
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(voila, timeout=120_000)
+            page.goto(voila, timeout=4 * PATIENCE)
 
-            page.get_by_role("button", name="New run…").click(timeout=120_000)
+            page.get_by_role("button", name="New run…").click(timeout=4 * PATIENCE)
             dialog = page.locator(".wb-dialog")
-            dialog.wait_for(state="visible", timeout=10_000)
+            dialog.wait_for(state="visible", timeout=PATIENCE)
             box = page.locator(".wb-overlay").bounding_box()
             assert box["x"] == 0 and box["y"] == 0 and box["width"] >= 1390  # over the page
             assert "New run on shop-basics" in dialog.inner_text()
             dialog.locator("select[multiple]").select_option(["scripted:expert", "scripted:weak"])
             page.screenshot(path=str(ARTIFACTS / "dashboard-run-dialog.png"))
             dialog.get_by_role("button", name="Run").click()
-            dialog.wait_for(state="hidden", timeout=10_000)
+            dialog.wait_for(state="hidden", timeout=PATIENCE)
 
             board = page.locator(".wb-leaderboard")
-            board.get_by_text("scripted:weak").wait_for(timeout=60_000)
+            board.get_by_text("scripted:weak").wait_for(timeout=PATIENCE)
             assert "scripted:expert" in board.inner_text()
             assert "100%" in board.inner_text()  # the expert solves every shop task
 
             rows = page.locator(".wb-runs tr.wb-run")
             page.wait_for_function(
-                "document.querySelectorAll('.wb-runs tr.wb-run').length >= 22", timeout=60_000
+                "document.querySelectorAll('.wb-runs tr.wb-run').length >= 22", timeout=PATIENCE
             )
             assert rows.count() == 22
             rows.first.click()
             call = page.locator(".wb-toolcall").first
-            call.wait_for(timeout=30_000)
+            call.wait_for(timeout=PATIENCE)
             assert "search_products" in call.inner_text()
             assert "reward 1.00" in page.locator(".wb-badge").first.inner_text()
             assert page.locator(".js-plotly-plot").count() >= 2  # bars and heatmap drew
 
             # The page still answers: the dialog opens again and closes.
             page.get_by_role("button", name="New run…").click()
-            dialog.wait_for(state="visible", timeout=10_000)
+            dialog.wait_for(state="visible", timeout=PATIENCE)
             dialog.get_by_role("button", name="Close").click()
-            dialog.wait_for(state="hidden", timeout=10_000)
+            dialog.wait_for(state="hidden", timeout=PATIENCE)
 
             page.set_viewport_size({"width": 1400, "height": 2000})  # the trace, too
             page.wait_for_timeout(500)

@@ -129,7 +129,7 @@ async def test_the_per_run_time_limit_ends_a_stuck_run(server, workbench_home, t
     server.inject("slow")
     started = time.monotonic()
     job = await workbench.evaluate(taskset(tmp_path, 2, target=0), model, timeout=0.5)
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 25  # the stuck answer would take 30 s
     assert_accounted(job)
     assert sorted(job.traces_df().stop_reason) == ["done", "timeout"]
 

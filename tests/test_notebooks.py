@@ -30,6 +30,7 @@ def test_notebooks_are_stored_without_outputs(notebook):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs_top_to_bottom(notebook, workbench_home, tmp_path):
     if notebook.stem == "03-the-loop":
@@ -41,7 +42,7 @@ def test_notebook_runs_top_to_bottom(notebook, workbench_home, tmp_path):
             "-m",
             "pytest",
             "--nbmake",
-            "--nbmake-timeout=400",
+            "--nbmake-timeout=1200",
             "-p",
             "no:cacheprovider",
             "-q",
@@ -51,7 +52,7 @@ def test_notebook_runs_top_to_bottom(notebook, workbench_home, tmp_path):
         text=True,
         cwd=tmp_path,  # nothing a notebook writes lands in the checkout
         env=env,
-        timeout=540,
+        timeout=1500,
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     assert "1 passed" in result.stdout
