@@ -73,7 +73,7 @@ def eval_command(
     runtime: str = typer.Option(
         None,
         "--runtime",
-        help="inprocess, subprocess or docker (default: each environment's own).",
+        help="isolated, inprocess, subprocess or docker (default: each environment's own).",
     ),
     backend: str = typer.Option(
         "asyncio", "--backend", help="asyncio (this process) or ray (actors on a Ray cluster)."
@@ -508,11 +508,13 @@ def dashboard_command(
 @env_app.command("serve")
 def env_serve(
     env: str = typer.Argument(..., help="shop, package.module:attr or path/to/file.py:attr"),
+    transport: str = typer.Option("stdio", "--transport", help="stdio, or http (127.0.0.1)."),
+    port: int = typer.Option(8765, "--port", help="Port for --transport http (0: any free one)."),
 ) -> None:
-    """Serve an environment over MCP on stdio: its tools, and its scenarios to start and grade."""
-    from workbench.runtimes.mcp_server import main as serve
+    """Serve an environment over MCP: its tools, and its scenarios as prompts and resources."""
+    from workbench.runtimes.mcp_server import serve
 
-    serve(env)
+    serve(env, transport, port=port)
 
 
 @env_app.command("build")

@@ -209,8 +209,10 @@ class Environment:
         name: short name, shown in traces and tasksets.
         state: a class or zero-argument factory called once per run (None: no state).
         description: one line for listings.
-        runtime: where its runs go unless a job says otherwise: ``inprocess`` (the default),
-            ``subprocess`` or ``docker`` (see :mod:`workbench.runtimes`).
+        runtime: where its runs go unless a job says otherwise: ``isolated``, ``inprocess``,
+            ``subprocess`` or ``docker`` (see :mod:`workbench.runtimes`). None: ``inprocess``
+            when ``state`` is given (per-run state lives there), else ``isolated`` (a fresh
+            forked copy of the environment per run, so module globals are never shared).
         allow_inprocess: False for an environment that runs untrusted code: it then refuses
             the in-process runtime.
     """
@@ -232,9 +234,19 @@ class Environment:
         self.tools: dict[str, Tool] = {}
         self.scenarios: dict[str, Scenario] = {}
         self.policies: dict[str, Callable] = {}
+        self._initializers: list[Callable] = []
+        self._finalizers: list[Callable] = []
+        self._initialized_in: int | None = None  # the pid whose hooks ran (forks inherit)
         self._module = sys._getframe(1).f_globals.get("__name__", "__main__")
         self._ref: str | None = None
         _LOCAL_ENVIRONMENTS[name] = self
+
+    @property
+    def default_runtime(self) -> str:
+        """Where runs go when a job names no runtime (see the class docstring)."""
+        if self.runtime:
+            return self.runtime
+        return "inprocess" if self.state_factory is not None else "isolated"
 
     def __repr__(self) -> str:
         return (
@@ -296,6 +308,47 @@ class Environment:
             return register(fn)
         return register
 
+    def initialize(self, fn: Callable) -> Callable:
+        """Register a hook (sync or async, no arguments) run once per environment process,
+        before its first run: load data, start a service. ``@env.initialize``."""
+        self._initializers.append(fn)
+        return fn
+
+    def shutdown(self, fn: Callable) -> Callable:
+        """Register a hook run when the environment process ends (reverse order of
+        registration): ``@env.shutdown``. Also run when an ``async with env:`` block ends."""
+        self._finalizers.append(fn)
+        return fn
+
+    async def run_initialize(self) -> None:
+        """Run the initialize hooks, once per process (a forked copy inherits their work)."""
+        import os
+
+        if self._initialized_in is not None:
+            return
+        self._initialized_in = os.getpid()
+        for hook in self._initializers:
+            result = hook()
+            if inspect.isawaitable(result):
+                await result
+
+    async def run_shutdown(self) -> None:
+        """Run the shutdown hooks (if the initialize hooks ran), newest first."""
+        if self._initialized_in is None:
+            return
+        self._initialized_in = None
+        for hook in reversed(self._finalizers):
+            result = hook()
+            if inspect.isawaitable(result):
+                await result
+
+    async def __aenter__(self) -> Environment:
+        await self.run_initialize()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.run_shutdown()
+
     def policy(self, name: str):
         """Register a scripted policy, served as the model id ``scripted:NAME``.
 
@@ -317,6 +370,11 @@ class Environment:
 
         found = self.get_scenario(scenario)
         return Task(env=self.ref, scenario=found.name, args=found.validate(args), slug=slug or "")
+
+    def __call__(self, scenario: str, slug: str | None = None, **args: Any) -> Task:
+        """A task of one of this environment's scenarios: ``env("checkout", product="laptop")``
+        (HUD's spelling of :meth:`task`)."""
+        return self.task(scenario, slug=slug, **args)
 
     def get_scenario(self, name: str) -> Scenario:
         try:
@@ -416,6 +474,7 @@ class Episode:
 
     async def start(self) -> list[dict[str, Any]]:
         """Create the state, run the scenario to its first yield; returns the prompt messages."""
+        await self.env.run_initialize()
         self.state = self.env.new_state()
         kwargs = dict(self.scenario.arguments.model_validate(self.args))
         if self.scenario.state_param:

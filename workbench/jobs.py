@@ -30,6 +30,7 @@ from workbench.errors import WorkbenchError
 from workbench.models import Sampling, ScriptedModel, get_model
 from workbench.runs import EvalContext
 from workbench.runtimes import choose_runtime
+from workbench.runtimes.isolated import job_scope as isolated_scope
 from workbench.store import Store, get_store
 from workbench.tasks import Task, Taskset, load_taskset
 from workbench.traces import Trace
@@ -57,7 +58,7 @@ class RunConfig(pydantic.BaseModel):
     workers: int | None = pydantic.Field(
         None, ge=1, description="Ray actors (ray backend); None: one per CPU of the cluster"
     )
-    runtime: Literal["inprocess", "subprocess", "docker"] | None = pydantic.Field(
+    runtime: Literal["isolated", "inprocess", "subprocess", "docker"] | None = pydantic.Field(
         None, description="where environments run; None: each environment's default"
     )
 
@@ -298,7 +299,19 @@ class Job:
                 if self._watched:
                     self._emit(RunFinished(self.id, trace))
 
-        workers = [asyncio.create_task(worker()) for _ in range(config.max_concurrent)]
+        try:
+            # Fork servers of the isolated runtime made during the job die with it, run
+            # processes included, before the job says it has ended.
+            with isolated_scope():
+                await self._work(worker)
+        finally:
+            writer.flush()
+            self.store.set_job_status(self.id, self.status)
+            self._emit(JobFinished(self.id, self.status, self.done, self.errors))
+
+    async def _work(self, worker: Callable[[], Any]) -> None:
+        """Run ``max_concurrent`` workers to the end; the job's status says how it ended."""
+        workers = [asyncio.create_task(worker()) for _ in range(self.config.max_concurrent)]
         try:
             await asyncio.gather(*workers)
             self.status = "finished"
@@ -311,10 +324,6 @@ class Job:
         except BaseException:
             self.status = "failed"
             raise
-        finally:
-            writer.flush()
-            self.store.set_job_status(self.id, self.status)
-            self._emit(JobFinished(self.id, self.status, self.done, self.errors))
 
     def _step_emitter(
         self, task: Task, model: str, group_index: int

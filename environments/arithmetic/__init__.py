@@ -17,6 +17,9 @@ from workbench.environment import Environment
 env = Environment(
     "arithmetic",
     description="Arithmetic problems made from a seed; a calculator tool is offered.",
+    # No state at all (pure tools, problems made from the arguments): runs share nothing,
+    # so they may share the process.
+    runtime="inprocess",
 )
 
 

@@ -1,14 +1,21 @@
-"""Where an environment runs: in this process, in a child process, or in a Docker container.
+"""Where an environment runs: a forked copy per run, this process, a child process, a container.
 
-| runtime | what | for |
-| --- | --- | --- |
-| ``inprocess`` | the environment's code in this process (the default) | speed |
-| ``subprocess`` | ``workbench env serve`` as a child process, MCP over stdio | isolation of state and crashes |
-| ``docker`` | the same server in a container from the environment's image, no network | untrusted, model-written code |
+| runtime | what | shares between runs | for |
+| --- | --- | --- | --- |
+| ``isolated`` | a copy-on-write fork per run (:mod:`.isolated`) | nothing | the default |
+| ``inprocess`` | the environment's code in this process | module globals, env-level objects, files | speed, for state kept in ``state=`` |
+| ``subprocess`` | ``workbench env serve`` as a child process, MCP over stdio | nothing | a fresh interpreter per run |
+| ``docker`` | the same server in a container from the environment's image, no network | nothing | untrusted, model-written code |
 
 A job picks one with ``RunConfig(runtime=...)`` (``workbench eval --runtime docker``); without
-one, each environment's own default applies (``Environment(..., runtime="docker")``). An
-environment made with ``allow_inprocess=False`` refuses the in-process runtime.
+one, each environment's own default applies: ``Environment(..., runtime="docker")`` if it
+names one, else ``inprocess`` for an environment that keeps its per-run state in ``state=``
+(it declared where its state lives: a fresh object per run), else ``isolated``, since
+HUD-style environments keep state in module globals. ``inprocess`` shares the process: a
+run sees what other runs left in module globals, in objects made at import time and in the
+working directory, so use it only for environments that keep none there. An environment made
+with ``allow_inprocess=False`` refuses the in-process runtime. Where ``os.fork`` does not exist,
+``isolated`` runs as ``subprocess``.
 
 Every episode, whatever its runtime, has the same interface: ``start()`` (the prompt),
 ``call_tool(name, arguments)``, ``grade(answer)`` and ``close()``, plus ``tool_schemas``.
@@ -24,13 +31,15 @@ if TYPE_CHECKING:
     from workbench.environment import Environment
     from workbench.tasks import Task
 
-RuntimeName = Literal["inprocess", "subprocess", "docker"]
-RUNTIMES: tuple[str, ...] = ("inprocess", "subprocess", "docker")
+RuntimeName = Literal["isolated", "inprocess", "subprocess", "docker"]
+RUNTIMES: tuple[str, ...] = ("isolated", "inprocess", "subprocess", "docker")
 
-# What a server process runs (``python -c SERVER_BOOTSTRAP REF``): registers the ``workbench``
-# package without executing its ``__init__`` (which imports pandas, SQLAlchemy, ...), so a
-# server starts fast and a container image needs only the environment's own dependencies.
-SERVER_BOOTSTRAP = """
+# The start of what a server process runs (``python -c SERVER_BOOTSTRAP REF``): registers the
+# ``workbench`` package without executing its ``__init__`` (which imports pandas, SQLAlchemy,
+# ...), so a server starts fast and a container image needs only the environment's own
+# dependencies. The isolated runtime's fork servers start the same way: lean, so each fork is
+# cheap.
+LEAN_WORKBENCH = """
 import importlib, importlib.util, sys, types
 spec = importlib.util.find_spec("workbench")
 pkg = types.ModuleType("workbench")
@@ -48,6 +57,8 @@ def __getattr__(name):
     raise AttributeError(f"module 'workbench' has no attribute {name!r} in a server process")
 pkg.__getattr__ = __getattr__
 sys.modules["workbench"] = pkg
+"""
+SERVER_BOOTSTRAP = LEAN_WORKBENCH + """
 from workbench.runtimes.mcp_server import main
 main(sys.argv[1])
 """
@@ -63,9 +74,15 @@ def choose_runtime(env: Environment, requested: str | None = None) -> str:
     Raises a one-line :class:`RuntimeRefused` for an unknown runtime or one the environment
     refuses (a code environment refuses ``inprocess``).
     """
-    runtime = requested or getattr(env, "runtime", None) or "inprocess"
+    runtime = requested or env.default_runtime
     if runtime not in RUNTIMES:
         raise RuntimeRefused(f"unknown runtime '{runtime}': use one of {', '.join(RUNTIMES)}")
+    if runtime == "isolated":
+        from workbench.runtimes.isolated import FORK_AVAILABLE
+
+        if FORK_AVAILABLE:
+            return runtime
+        runtime = "subprocess"  # no fork() here: a fresh interpreter per run instead
     if runtime == "inprocess" and not getattr(env, "allow_inprocess", True):
         raise RuntimeRefused(
             f"environment '{env.name}' runs model-written code and refuses the in-process "
@@ -88,6 +105,10 @@ def open_episode(task: Task, runtime: str | None = None):
     chosen = choose_runtime(env, runtime)
     if chosen == "inprocess":
         return env.episode(task)
+    if chosen == "isolated":
+        from workbench.runtimes.isolated import IsolatedEpisode
+
+        return IsolatedEpisode(task)
     from workbench.runtimes.client import McpEpisode
 
     if chosen == "subprocess":

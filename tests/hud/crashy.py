@@ -1,0 +1,45 @@
+"""Tools that end their process in every way a run can die: exit, kill, hang."""
+
+import os
+import signal
+
+from workbench import Environment, answer, call
+
+env = Environment("hud-crashy")
+
+
+@env.tool()
+def exit_process() -> str:
+    """Leave at once."""
+    os._exit(3)
+
+
+@env.tool()
+def kill_process() -> str:
+    """SIGKILL this process."""
+    os.kill(os.getpid(), signal.SIGKILL)
+    return "unreachable"
+
+
+@env.tool()
+def spin() -> str:
+    """Never return (and never yield to the event loop)."""
+    while True:
+        pass
+
+
+@env.tool()
+def fine() -> str:
+    """Return normally."""
+    return "fine"
+
+
+@env.scenario("use")
+async def use(tool: str):
+    yield f"Call {tool}."
+    yield 1.0
+
+
+@env.policy("obedient")
+def obedient(ctx):
+    return call(ctx.args["tool"]) if ctx.step == 0 else answer("done")

@@ -1,0 +1,155 @@
+"""Every run isolated by default: HUD-style environments (state in module globals, in
+environment-level objects, in files of the working directory) get the same rewards with 16
+runs in flight as one at a time, and a run's process that dies is an error, never a lost run.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+
+import workbench
+from workbench.runtimes import choose_runtime
+from workbench.tasks import resolve_environment
+
+HERE = Path(__file__).resolve().parent / "hud"
+
+
+def hud_env(name: str):
+    return resolve_environment(f"{HERE / name}.py:env")
+
+
+def store_tasks():
+    env = hud_env("store")
+    products = ["laptop", "mouse", "keyboard", "monitor"]
+    return workbench.Taskset(
+        "hud-store",
+        [env("checkout", product_name=p, apply_coupon=c) for p in products for c in (False, True)],
+    )
+
+
+def success(job) -> dict[str, float]:
+    return job.leaderboard().set_index("model")["success_rate"].to_dict()
+
+
+async def test_module_global_state_gives_the_same_rates_at_16_in_flight_as_one_at_a_time():
+    tasks = store_tasks()
+    assert choose_runtime(tasks[0].environment()) == "isolated"  # no state=: isolated
+    models = ["scripted:expert", "scripted:weak"]
+    one = await workbench.evaluate(tasks, models, group_size=2, max_concurrent=1)
+    many = await workbench.evaluate(tasks, models, group_size=2, max_concurrent=16)
+    assert success(one) == success(many) == {"scripted:expert": 1.0, "scripted:weak": 0.0}
+    assert set(many.traces_df().stop_reason) == {"done"}
+
+
+async def test_in_process_runs_share_module_globals_as_documented():
+    """The in-process runtime stays available by name, and shares what the README says."""
+    tasks = store_tasks()
+    job = await workbench.evaluate(
+        tasks, "scripted:expert", group_size=2, max_concurrent=16, runtime="inprocess"
+    )
+    assert success(job)["scripted:expert"] < 1.0  # runs emptied each other's carts
+
+
+@pytest.mark.parametrize("scenario, arg", [("deposit", "amount"), ("note", "text")])
+async def test_env_level_objects_and_working_directory_files_are_per_run(scenario, arg):
+    env = hud_env("ledger")
+    values = [5, 7, 11, 13] if arg == "amount" else ["a", "b", "c", "d"]
+    tasks = workbench.Taskset(f"ledger-{scenario}", [env(scenario, **{arg: v}) for v in values])
+    models = ["scripted:expert", "scripted:weak"]
+    one = await workbench.evaluate(tasks, models, group_size=4, max_concurrent=1)
+    many = await workbench.evaluate(tasks, models, group_size=4, max_concurrent=16)
+    assert success(one) == success(many) == {"scripted:expert": 1.0, "scripted:weak": 0.0}
+    assert not Path("notes.txt").exists()  # runs wrote in their own directories
+
+
+async def test_this_process_is_untouched_by_isolated_runs():
+    import sys
+
+    tasks = store_tasks()
+    store = sys.modules[tasks[0].environment().tools["checkout"].fn.__module__]
+    store.cart[:] = ["left here by hand"]
+    await workbench.evaluate(tasks, "scripted:expert", max_concurrent=4)
+    assert store.cart == ["left here by hand"]  # the runs changed their own copies
+
+
+def _process_groups() -> dict[int, int]:
+    """pid -> process group of every process on the machine."""
+    groups = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            groups[int(entry)] = int(stat.rsplit(")", 1)[1].split()[2])
+    return groups
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc to find processes")
+async def test_a_run_process_that_dies_or_hangs_is_an_error_or_a_timeout_and_none_outlives_the_job():
+    env = hud_env("crashy")
+    tasks = workbench.Taskset(
+        "crashy", [env("use", tool=t) for t in ("exit_process", "kill_process", "spin", "fine")]
+    )
+    seen_groups: set[int] = set()
+
+    def watch(event):  # the fork server's process group, while the job runs
+        if isinstance(event, workbench.RunStarted):
+            me = os.getpid()
+            for pid, group in _process_groups().items():
+                if pid != me and group == pid and _parent(pid) == me:
+                    seen_groups.add(group)
+
+    job = workbench.start(tasks, "scripted:obedient", timeout=3, max_concurrent=4)
+    job.subscribe(watch)
+    await job
+    df = job.traces_df().set_index("task")
+    assert df.loc["use-exit-process", "stop_reason"] == "error"
+    assert df.loc["use-kill-process", "stop_reason"] == "error"
+    died = df.loc["use-kill-process", "error_message"]
+    assert "ended without answering" in died, died
+    assert df.loc["use-spin", "stop_reason"] == "timeout"
+    assert df.loc["use-fine", "stop_reason"] == "done" and df.loc["use-fine", "reward"] == 1.0
+    assert job.status == "finished" and job.done == 4
+    assert seen_groups, "the job's fork server was not seen"
+    left = [pid for pid, group in _process_groups().items() if group in seen_groups]
+    assert left == [], f"processes outlived the job: {left}"
+
+
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return -1
+
+
+async def test_environments_made_in_this_process_run_isolated_too():
+    """A notebook's environment (not importable) runs in forks of this process."""
+    env = workbench.Environment("made-in-a-notebook")
+    seen: list[int] = []
+
+    @env.tool()
+    def remember(n: int) -> int:
+        """Remember a number.
+
+        Args:
+            n: the number.
+        """
+        seen.append(n)
+        return len(seen)
+
+    @env.scenario("remember")
+    async def remember_once(n: int):
+        seen.clear()
+        yield f"Remember {n}."
+        yield 1.0 if seen == [n] else 0.0
+
+    @env.policy("expert")
+    def expert(ctx):
+        return workbench.call("remember", n=ctx.args["n"]) if ctx.step == 0 else workbench.answer("ok")
+
+    tasks = workbench.Taskset("notebook", [env("remember", n=n) for n in range(6)])
+    job = await workbench.evaluate(tasks, "scripted:expert", group_size=3, max_concurrent=16)
+    assert success(job) == {"scripted:expert": 1.0}
+    assert seen == []  # the notebook's own copy was never touched

@@ -1,0 +1,467 @@
+"""The isolated runtime: every run in a fresh copy-on-write fork of the environment.
+
+```python
+job = await workbench.evaluate(taskset, "scripted:expert", runtime="isolated")
+```
+
+Environments written the HUD way keep their state in module globals, in objects made at
+import time, or in files in the working directory. Runs that share a process then share
+that state, and rewards come out wrong with no error. Here each run gets its own process,
+for the price of a ``fork()`` rather than a Python start:
+
+- per environment (and per job), a **fork server** is forked once from this process. It is a
+  single-threaded snapshot of the process, the environment already imported and its
+  ``@env.initialize`` hooks run, with its own session (process group) and no inherited
+  file descriptors but stdio;
+- per run, the fork server forks a **run process** from that snapshot: module globals,
+  environment-level objects and everything else start as they were in the snapshot, and
+  what a run changes dies with its process. The run process also gets a private working
+  directory (a new temporary directory), so files one run writes are not seen by another;
+- this process drives the run over a socket pair (one JSON line per request and reply):
+  ``start`` (the prompt and tools), ``call`` (a tool), ``grade`` (the reward), ``close``.
+
+A run process that crashes or is killed is an ``error`` trace (the socket closes); one that
+hangs is ended by the run's timeout and then killed (``SIGKILL`` through a pidfd, so a
+recycled pid is never hit). When a job ends its fork servers are killed with their whole
+process group, so no run process outlives its job; a fork server whose parent dies (even by
+``SIGKILL``) sees its control socket close and takes its runs with it.
+
+Where ``os.fork`` does not exist (Windows) the ``subprocess`` runtime is used instead.
+The parent's own state is never touched by a run, so a notebook can go on using the
+environment in-process between jobs. What is *not* isolated: anything outside the process
+(absolute paths, databases, network services) — use ``docker`` for model-written code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import gc
+import io
+import json
+import os
+import selectors
+import signal
+import socket
+import sys
+import tempfile
+import traceback
+from typing import Any
+
+from workbench.environment import ScenarioError, ToolOutcome, parse_arguments
+from workbench.errors import WorkbenchError
+from workbench.tasks import Task
+
+FORK_AVAILABLE = hasattr(os, "fork") and hasattr(socket, "send_fds")
+_LINE_LIMIT = 256 * 1024 * 1024  # one JSON line: a prompt or tool result can be large
+
+
+class RunProcessDied(WorkbenchError):
+    """The process of an isolated run ended before answering (crash, os._exit, kill)."""
+
+
+# -- the fork server (in its own process) ----------------------------------------------------
+
+
+def _release_inherited_fds(keep: set[int]) -> None:
+    """Point every inherited descriptor but ``keep`` at /dev/null.
+
+    Closing them would let a stale Python object of the parent's close a number that a new
+    socket reuses later; pointing them at /dev/null frees the parent's pipes and sockets (so
+    their peers see EOF when the parent closes them) while the numbers stay taken.
+    """
+    devnull = os.open(os.devnull, os.O_RDWR)
+    keep = keep | {devnull}
+    fd_dir = "/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"
+    for name in os.listdir(fd_dir):
+        fd = int(name)
+        if fd in keep:
+            continue
+        with contextlib.suppress(OSError):
+            os.dup2(devnull, fd)
+
+
+def _fresh_stdio() -> None:
+    """New stdout/stderr objects over fds 1 and 2: a notebook's stream objects talk to the
+    kernel over ZMQ, and buffered text the parent had not flushed must not be written twice."""
+    sys.stdout = io.TextIOWrapper(open(1, "wb", closefd=False), line_buffering=True)  # noqa: SIM115
+    sys.stderr = io.TextIOWrapper(open(2, "wb", closefd=False), line_buffering=True)  # noqa: SIM115
+
+
+def _fork_server_main(control: socket.socket, env_ref: str, *, forked: bool) -> None:
+    """Serve forks of this process; ``forked``: we are a fork of the job's process (an
+    environment defined there only), not a fresh interpreter."""
+    if forked:
+        os.setsid()  # our own process group: the job kills it whole, run processes included
+        signal.set_wakeup_fd(-1)  # the parent's event loop listens on that fd
+        asyncio.events._set_running_loop(None)  # forked inside the parent's running loop
+        _release_inherited_fds({0, 1, 2, control.fileno()})
+        _fresh_stdio()
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # run processes are reaped by the kernel
+    from workbench.tasks import resolve_environment
+
+    # Made once here, used by every run process: a poll() selector keeps no state in the
+    # kernel, so the copies do not share one (an epoll instance would be shared).
+    loop = asyncio.SelectorEventLoop(selectors.PollSelector())
+    asyncio.set_event_loop(loop)
+    try:
+        env = resolve_environment(env_ref)
+        loop.run_until_complete(env.run_initialize())
+    except BaseException:
+        traceback.print_exc()
+        control.sendall(b"E")
+        os._exit(1)
+    base = tempfile.mkdtemp(prefix="workbench-runs-")
+    control.sendall(b"R")  # ready
+    gc.freeze()  # what the snapshot holds is never collected: fewer pages copied per fork
+    while True:
+        try:
+            message, fds, _, _ = socket.recv_fds(control, 16, 1)
+        except InterruptedError:
+            continue
+        if not message or message == b"Q":  # parent gone, or the job is over
+            if message == b"Q":
+                with contextlib.suppress(BaseException):
+                    loop.run_until_complete(env.run_shutdown())
+            import shutil
+
+            shutil.rmtree(base, ignore_errors=True)
+            os.killpg(0, signal.SIGKILL)  # every run process, and this one
+        for fd in fds[1:]:
+            os.close(fd)
+        if not fds:
+            continue
+        if os.fork() == 0:
+            control.close()
+            _run_process_main(fds[0], env_ref, loop, base)  # never returns
+        os.close(fds[0])
+
+
+def _run_process_main(fd: int, env_ref: str, loop: asyncio.AbstractEventLoop, base: str) -> None:
+    code = 0
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # tools may run subprocesses
+        # The loop was made by the fork server (an event loop costs hundreds of page faults
+        # to build in each run); its wake-up pipe must be this process's own.
+        loop._close_self_pipe()
+        loop._make_self_pipe()
+        asyncio.set_event_loop(loop)
+        workdir = os.path.join(base, str(os.getpid()))
+        os.mkdir(workdir)
+        os.chdir(workdir)  # files a run writes in its working directory are its own
+        try:
+            _serve_run(socket.socket(fileno=fd), env_ref, loop)
+        finally:
+            os.chdir(base)
+            try:
+                os.rmdir(workdir)
+            except OSError:
+                import shutil
+
+                shutil.rmtree(workdir, ignore_errors=True)
+    except BaseException:
+        code = 1
+    finally:
+        with contextlib.suppress(BaseException):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)  # no atexit handlers of the parent's, no inherited buffers flushed
+
+
+def _serve_run(conn: socket.socket, env_ref: str, loop: asyncio.AbstractEventLoop) -> None:
+    """Answer the job's requests for one run, one JSON line each, until ``close`` or EOF."""
+    from workbench.tasks import resolve_environment
+
+    stream = conn.makefile("rwb")
+    stream.write(json.dumps({"pid": os.getpid()}).encode() + b"\n")
+    stream.flush()
+    episode = None
+    while True:
+        line = stream.readline(_LINE_LIMIT)
+        if not line:
+            return  # the job hung up
+        request = json.loads(line)
+        op = request["op"]
+        try:
+            if op == "start":
+                task = Task.model_validate(request["task"])
+                episode = resolve_environment(env_ref).episode(task)
+                messages = loop.run_until_complete(episode.start())
+                result: Any = {"messages": messages, "tools": episode.tool_schemas}
+            elif op == "call":
+                outcome = loop.run_until_complete(
+                    episode.call_tool(request["name"], request["arguments"])
+                )
+                result = {"content": outcome.content, "error": outcome.error}
+            elif op == "grade":
+                reward, info = loop.run_until_complete(episode.grade(request["answer"]))
+                result = {"reward": reward, "info": info}
+            elif op == "close":
+                if episode is not None:
+                    loop.run_until_complete(episode.close())
+                stream.write(b'{"result": null}\n')
+                stream.flush()
+                return
+            else:
+                raise ScenarioError(f"unknown request {op!r}")
+            reply = {"result": result}
+        except Exception as e:  # the job re-raises it as the run's error
+            reply = {"error": {"type": type(e).__name__, "message": str(e)}}
+        stream.write(json.dumps(reply, default=str).encode() + b"\n")
+        stream.flush()
+
+
+# -- this process's side ----------------------------------------------------------------------
+
+
+_SPAWNED_SERVER = """
+import socket, sys
+from workbench.runtimes.isolated import _fork_server_main
+_fork_server_main(socket.socket(fileno=int(sys.argv[2])), sys.argv[1], forked=False)
+"""
+
+
+def _importable(env_ref: str) -> bool:
+    """Whether a fresh interpreter can load this environment (not one made in a notebook)."""
+    from workbench.tasks import builtin_environments
+
+    return ":" in env_ref or env_ref in builtin_environments()
+
+
+class ForkServer:
+    """A fork server for one environment; ``spawn()`` gives a socket to a new run process.
+
+    An environment a fresh interpreter can import gets a fresh, lean interpreter (without
+    pandas, SQLAlchemy, a model ...): every run starts from the module as first imported, and
+    a small process forks fast. One defined only in this process (a notebook cell) gets a
+    fork of this process instead: runs start from the module as it is here now.
+    """
+
+    def __init__(self, env_ref: str):
+        self.env_ref = env_ref
+        self.pid: int | None = None
+        self._process = None
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.control = ours
+        if _importable(env_ref):
+            self.pid = self._start_interpreter(theirs)
+        else:
+            self.pid = self._fork_this_process(ours, theirs)
+        theirs.close()
+        ready = ours.recv(1)
+        if ready != b"R":
+            self._reap()
+            raise ScenarioError(
+                f"environment '{env_ref}' failed to start in the isolated runtime (it did not "
+                "import, or its @env.initialize hook raised: the error is printed above)"
+            )
+
+    def _start_interpreter(self, theirs: socket.socket) -> int:
+        import subprocess
+
+        from workbench.runtimes import LEAN_WORKBENCH
+
+        env = dict(os.environ)
+        # Resolve references as this process does: its import path, its working directory.
+        env["PYTHONPATH"] = os.pathsep.join(p or os.getcwd() for p in sys.path)
+        self._process = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                LEAN_WORKBENCH + _SPAWNED_SERVER,
+                self.env_ref,
+                str(theirs.fileno()),
+            ],
+            pass_fds=[theirs.fileno()],
+            start_new_session=True,  # its own process group: killed whole with its runs
+            env=env,
+        )
+        return self._process.pid
+
+    def _fork_this_process(self, ours: socket.socket, theirs: socket.socket) -> int:
+        # Flush what this process buffered so the copy does not inherit (and lose) it.
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        pid = os.fork()
+        if pid == 0:  # the fork server
+            try:
+                ours.close()
+                _fork_server_main(theirs, self.env_ref, forked=True)
+            finally:
+                os._exit(1)
+        return pid
+
+    def spawn(self) -> socket.socket:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            socket.send_fds(self.control, [b"F"], [theirs.fileno()])
+        except OSError as e:
+            ours.close()
+            raise RunProcessDied(f"the isolated runtime's fork server is gone ({e})") from None
+        finally:
+            theirs.close()
+        return ours
+
+    def close(self, *, shutdown_hooks: bool = True) -> None:
+        """Run the environment's shutdown hooks there, then kill the server and its runs."""
+        if self.pid is None:
+            return
+        if shutdown_hooks:
+            with contextlib.suppress(OSError):
+                self.control.sendall(b"Q")
+                self.control.settimeout(10)
+                self.control.recv(1)  # returns at EOF: the group was killed
+        self._reap()
+
+    def _reap(self) -> None:
+        pid, self.pid = self.pid, None
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGKILL)
+        if self._process is not None:
+            self._process.wait()
+        else:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+        self.control.close()
+
+
+class ForkServers:
+    """The fork servers of one job (or of the process), by environment reference."""
+
+    def __init__(self):
+        self._servers: dict[str, ForkServer] = {}
+
+    def get(self, env_ref: str) -> ForkServer:
+        server = self._servers.get(env_ref)
+        if server is None or server.pid is None:
+            server = self._servers[env_ref] = ForkServer(env_ref)
+        return server
+
+    def close(self) -> None:
+        servers, self._servers = list(self._servers.values()), {}
+        for server in servers:
+            server.close()
+
+
+_PROCESS_SERVERS = ForkServers()  # runs outside a job (workbench.eval by hand, Ray actors)
+_SCOPE: contextvars.ContextVar[ForkServers | None] = contextvars.ContextVar(
+    "workbench_fork_servers", default=None
+)
+
+
+@contextlib.contextmanager
+def job_scope():
+    """Fork servers made inside belong to the block: killed with their runs when it ends."""
+    servers = ForkServers()
+    token = _SCOPE.set(servers)
+    try:
+        yield servers
+    finally:
+        _SCOPE.reset(token)
+        servers.close()
+
+
+def _servers() -> ForkServers:
+    return _SCOPE.get() or _PROCESS_SERVERS
+
+
+if FORK_AVAILABLE:
+    import atexit
+
+    atexit.register(_PROCESS_SERVERS.close)
+
+
+class IsolatedEpisode:
+    """One run of a task in its own forked process; the interface of ``Episode``."""
+
+    runtime = "isolated"
+
+    def __init__(self, task: Task):
+        self.task = task
+        self.tool_schemas: list[dict[str, Any]] = []
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._pidfd: int | None = None
+        self._pid: int | None = None
+        self._clean = False
+
+    async def _request(self, op: str, **fields: Any) -> Any:
+        if self._writer is None:
+            raise ScenarioError("the isolated run is not started")
+        self._writer.write(json.dumps({"op": op, **fields}, default=str).encode() + b"\n")
+        await self._writer.drain()
+        line = await self._reader.readline()
+        if not line:
+            raise RunProcessDied(
+                f"the process of this run ended without answering '{op}' "
+                "(it crashed, exited or was killed)"
+            )
+        reply = json.loads(line)
+        if "error" in reply:
+            error = reply["error"]
+            raise ScenarioError(f"{error['type']}: {error['message']}")
+        return reply["result"]
+
+    async def start(self) -> list[dict[str, Any]]:
+        env_ref = self.task.env
+        sock = _servers().get(env_ref).spawn()
+        self._reader, self._writer = await asyncio.open_unix_connection(
+            sock=sock, limit=_LINE_LIMIT
+        )
+        hello = await self._reader.readline()
+        if not hello:
+            raise RunProcessDied("the process of this run ended before it started")
+        self._pid = json.loads(hello)["pid"]
+        # The run process waits for our first request, so it is alive now: a pidfd taken
+        # here names it and only it, even after its pid is recycled.
+        with contextlib.suppress(OSError, AttributeError):
+            self._pidfd = os.pidfd_open(self._pid)
+        started = await self._request("start", task=self.task.model_dump(mode="json"))
+        self.tool_schemas = started["tools"]
+        return started["messages"]
+
+    async def call_tool(self, name: str, arguments: str | dict[str, Any] | None) -> ToolOutcome:
+        arguments = parse_arguments(name, arguments)
+        if isinstance(arguments, ToolOutcome):
+            return arguments
+        result = await self._request("call", name=name, arguments=arguments)
+        return ToolOutcome(result["content"], bool(result["error"]))
+
+    async def grade(self, answer: str | None) -> tuple[float, dict[str, Any]]:
+        graded = await self._request("grade", answer=answer)
+        return float(graded["reward"]), graded["info"]
+
+    async def close(self) -> None:
+        """End the run; a run process that does not end cleanly is killed."""
+        writer, self._writer = self._writer, None
+        if writer is None:
+            return
+        try:
+            self._writer = writer
+            async with asyncio.timeout(5):
+                await self._request("close")
+            self._clean = True
+        except BaseException:
+            self._kill()
+            raise
+        finally:
+            self._writer = None
+            writer.close()
+            if not self._clean:
+                self._kill()
+            if self._pidfd is not None:
+                os.close(self._pidfd)
+                self._pidfd = None
+
+    def _kill(self) -> None:
+        if self._pidfd is not None:
+            with contextlib.suppress(OSError):
+                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+        # Without a pidfd (not Linux) the fork server's group is killed when the job ends.
+
+
+__all__ = ["FORK_AVAILABLE", "IsolatedEpisode", "RunProcessDied", "job_scope"]
