@@ -147,7 +147,9 @@ async def test_environments_made_in_this_process_run_isolated_too():
 
     @env.policy("expert")
     def expert(ctx):
-        return workbench.call("remember", n=ctx.args["n"]) if ctx.step == 0 else workbench.answer("ok")
+        return (
+            workbench.call("remember", n=ctx.args["n"]) if ctx.step == 0 else workbench.answer("ok")
+        )
 
     tasks = workbench.Taskset("notebook", [env("remember", n=n) for n in range(6)])
     job = await workbench.evaluate(tasks, "scripted:expert", group_size=3, max_concurrent=16)

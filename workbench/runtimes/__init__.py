@@ -58,10 +58,13 @@ def __getattr__(name):
 pkg.__getattr__ = __getattr__
 sys.modules["workbench"] = pkg
 """
-SERVER_BOOTSTRAP = LEAN_WORKBENCH + """
+SERVER_BOOTSTRAP = (
+    LEAN_WORKBENCH
+    + """
 from workbench.runtimes.mcp_server import main
 main(sys.argv[1])
 """
+)
 
 
 class RuntimeRefused(WorkbenchError):

@@ -72,7 +72,18 @@ class McpEpisode:
         )
 
     async def _control(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        result = await self._call(name, arguments)
+        import mcp_types as types
+
+        if self._session is None:
+            raise ScenarioError(f"the {self.runtime} environment server is not connected")
+        # The control tools are not listed, so they go as plain requests: `call_tool` would
+        # list the tools again after each one to look for its output schema, and log a warning.
+        request = types.CallToolRequest(
+            params=types.CallToolRequestParams(name=name, arguments=arguments)
+        )
+        result = await self._session.send_request(
+            request, types.CallToolResult, request_read_timeout_seconds=self._call_timeout
+        )
         text = "".join(getattr(c, "text", "") for c in result.content)
         if result.is_error:
             raise ScenarioError(text)
@@ -108,7 +119,7 @@ class McpEpisode:
         if self._session is not None and not owner.done():
             try:
                 async with asyncio.timeout(2):
-                    await self._call(END, {})
+                    await self._control(END, {})
             except asyncio.CancelledError as e:
                 cancelled = e
             except Exception:  # a dead server: the transport still cleans up

@@ -1,30 +1,72 @@
-"""Serve an environment over MCP on stdio: ``workbench env serve shop``.
+"""Serve an environment over MCP, the way HUD environments speak it: ``workbench env serve shop``.
 
-The environment's tools are MCP tools with their derived JSON schemas. Three more tools drive
-its scenarios, with the run's state kept here, on the server side:
+```python
+import json
+from mcp.client.session import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
 
-- ``workbench_start(scenario, args)``: a fresh state, the scenario run to its first yield;
-  returns ``{"messages": [...], "tools": [...]}`` (the prompt as chat messages, and the tools
-  in OpenAI format);
+server = StdioServerParameters(command="workbench", args=["env", "serve", "shop"])
+async with stdio_client(server) as (read, write), ClientSession(read, write) as mcp:
+    await mcp.initialize()
+    prompt = await mcp.get_prompt("shop:price_check", {"product_name": "Desk Lamp"})
+    await mcp.call_tool("search_products", {"query": "Desk Lamp"})  # ... the agent's turns
+    await mcp.call_tool("_hud_submit", {"scenario": "price_check", "answer": "$34.90"})
+    evaluation = await mcp.read_resource("shop:price_check")
+    print(json.loads(evaluation.contents[0].text))  # {"reward": 1.0, "done": true, ...}
+```
+
+``--transport http`` serves the same over streamable HTTP on 127.0.0.1 (``--port``, default
+8765; the address is printed on stderr once it listens): connect with
+``mcp.client.streamable_http.streamable_http_client("http://127.0.0.1:8765/mcp")``.
+
+What a client sees, as HUD (``hud-python`` 0.5) registers an environment:
+
+- **tools**: the environment's tools, with their derived JSON schemas, and nothing else;
+- **prompts**: one per scenario, named ``ENV:SCENARIO``, its arguments the scenario's.
+  Getting one starts a fresh run of that scenario: a new state, the scenario run to its first
+  yield, whose prompt comes back as the prompt's messages. MCP prompt arguments are strings:
+  each is read as the argument's type (``"true"``, ``"3"``, or JSON for lists and objects).
+  The prompt's ``_meta`` carries ``arguments`` (name, required, default, type) and ``schema``;
+- **resources**: one per scenario, at the same ``ENV:SCENARIO``. Reading it grades the run:
+  the submitted answer goes into the scenario, and its reward comes back as JSON,
+  ``{"reward", "done", "content", "info", "isError"}`` (``content``: the info's ``reason``).
+  Reading it again gives the same evaluation;
+- ``_hud_submit(scenario, answer)``: submits the final answer before the resource is read.
+  Like every control tool it is not listed (a generic agent sees only the environment's
+  tools), but callable.
+
+Workbench's own runtimes (:class:`~workbench.runtimes.client.McpEpisode`) use three more
+unlisted tools, which keep system messages and tool schemas that MCP prompts cannot carry:
+
+- ``workbench_start(scenario, args)``: a fresh run; returns ``{"messages": [...], "tools":
+  [...]}`` (the prompt as chat messages, and the tools in OpenAI format);
 - ``workbench_grade(answer)``: the answer sent into the scenario; returns ``{"reward", "info"}``;
-- ``workbench_end()``: closes the run.
+- ``workbench_end()``: ends the run.
 
-One connection holds one run at a time; a tool called before any ``workbench_start`` acts on
-a fresh state of its own. The runtimes (:mod:`workbench.runtimes`) start one server per run.
+A connection holds one run at a time; starting another ends the one before, and a tool
+called before any start acts on a fresh state of its own. On stdio the connection is the
+process's one client. Over HTTP it is the MCP session (``mcp-session-id``): clients that
+connect with the ``initialize`` handshake (``ClientSession``) keep their run across requests,
+and the run ends with the session. The 2026 sessionless protocol cannot hold a run over HTTP.
 """
 
 from __future__ import annotations
 
 import json
+import socket
+import sys
 import traceback
 from typing import Any
 
 import mcp_types as types
+import pydantic
 
-from workbench.environment import Environment, Episode, ScenarioError
+from workbench.environment import Environment, Episode, Scenario, ScenarioError
 
 START, GRADE, END = "workbench_start", "workbench_grade", "workbench_end"
-CONTROL_TOOLS = (START, GRADE, END)
+SUBMIT = "_hud_submit"
+CONTROL_TOOLS = (START, GRADE, END, SUBMIT)
+DEFAULT_PORT = 8765
 
 
 def _text(value: Any, *, error: bool = False) -> types.CallToolResult:
@@ -37,46 +79,118 @@ def _text(value: Any, *, error: bool = False) -> types.CallToolResult:
     )
 
 
-def _control_tools(env: Environment) -> list[types.Tool]:
-    scenarios = {
-        name: {"description": s.description, "arguments": s.arguments.model_json_schema()}
-        for name, s in env.scenarios.items()
-    }
-    return [
-        types.Tool(
-            name=START,
-            description=(
-                f"Start a run of one of the scenarios of '{env.name}': a fresh state, and the "
-                "prompt to solve. Scenarios and their arguments: " + json.dumps(scenarios)
-            ),
-            input_schema={
-                "type": "object",
-                "properties": {
-                    "scenario": {"type": "string", "enum": list(env.scenarios)},
-                    "args": {"type": "object"},
-                },
-                "required": ["scenario"],
-            },
-        ),
-        types.Tool(
-            name=GRADE,
-            description="Send the final answer of the run into its scenario; returns the reward.",
-            input_schema={"type": "object", "properties": {"answer": {"type": "string"}}},
-        ),
-        types.Tool(
-            name=END,
-            description="End the run and drop its state.",
-            input_schema={"type": "object", "properties": {}},
-        ),
-    ]
+def _error(e: Exception) -> str:
+    return "".join(traceback.format_exception_only(type(e), e)).strip()
 
 
-class _Session:
-    """The run of one connection."""
+def _user_error(e: Exception | str) -> Exception:
+    """An MCP error response: the scenario's own message, or the exception's type and message."""
+    from mcp.shared.exceptions import MCPError
+
+    from workbench.errors import WorkbenchError
+
+    message = str(e) if isinstance(e, str | ScenarioError | WorkbenchError) else _error(e)
+    return MCPError(code=types.INVALID_PARAMS, message=message)
+
+
+# -- scenarios as prompts and resources ------------------------------------------------------
+
+
+def scenario_id(env: Environment, scenario: str) -> str:
+    """The name of a scenario's prompt and the URI of its resource: ``ENV:SCENARIO``."""
+    return f"{env.name}:{scenario}"
+
+
+def _prompt(env: Environment, scenario: Scenario) -> types.Prompt:
+    """A scenario as a prompt; its ``_meta`` lists the arguments as HUD's do, with types."""
+    schema = scenario.arguments.model_json_schema()
+    arguments, infos = [], []
+    for name, field in scenario.arguments.model_fields.items():
+        prop, required = schema.get("properties", {}).get(name, {}), field.is_required()
+        info: dict[str, Any] = {"name": name, "required": required}
+        kind = f"one of {', '.join(map(str, prop['enum']))}" if "enum" in prop else None
+        kind = kind or prop.get("type") or "JSON"
+        if not required:
+            info["default"] = json.loads(json.dumps(field.default, default=str))
+            kind += f"; default {json.dumps(info['default'])}"
+        info.update({"type": prop["type"]} if "type" in prop else {"inputSchema": prop})
+        infos.append(info)
+        description = " ".join(p for p in (field.description, f"({kind})") if p)
+        arguments.append(
+            types.PromptArgument(name=name, description=description, required=required)
+        )
+    return types.Prompt(
+        name=scenario_id(env, scenario.name),
+        description=scenario.description or None,
+        arguments=arguments,
+        _meta={"arguments": infos, "schema": schema},
+    )
+
+
+def _resource(env: Environment, scenario: Scenario) -> types.Resource:
+    return types.Resource(
+        uri=scenario_id(env, scenario.name),
+        name=scenario.name,
+        description=f"Evaluation of a run of '{scenario.name}': read after {SUBMIT}.",
+        mime_type="application/json",
+    )
+
+
+def _typed_arguments(scenario: Scenario, raw: dict[str, Any]) -> dict[str, Any]:
+    """Prompt arguments (strings, as MCP sends them) as the scenario's declared types.
+
+    A string the argument's type accepts stays as it is (pydantic reads ``"3"`` as 3 and
+    ``"true"`` as True); otherwise it is read as JSON (lists, objects). The scenario's own
+    validation then names any argument that is still wrong.
+    """
+    typed: dict[str, Any] = {}
+    for name, value in raw.items():
+        field = scenario.arguments.model_fields.get(name)
+        typed[name] = value
+        if field is None or not isinstance(value, str):
+            continue
+        try:
+            pydantic.TypeAdapter(field.annotation).validate_python(value)
+        except Exception:
+            try:
+                typed[name] = json.loads(value)
+            except json.JSONDecodeError:
+                pass
+    return scenario.validate(typed)
+
+
+def _prompt_message(message: dict[str, Any]) -> types.PromptMessage:
+    # MCP prompts know two roles: a system message reaches the client as a user message.
+    role = "assistant" if message.get("role") == "assistant" else "user"
+    content = message.get("content")
+    if isinstance(content, list):  # OpenAI content parts: the text parts
+        content = "\n".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return types.PromptMessage(role=role, content=types.TextContent(text=str(content or "")))
+
+
+def _answer_text(answer: Any) -> str | None:
+    """A submitted answer: HUD clients send ``{"content": ...}`` as JSON, others plain text."""
+    if isinstance(answer, str) and answer.lstrip().startswith("{"):
+        try:
+            answer = json.loads(answer)
+        except json.JSONDecodeError:
+            return answer
+    if isinstance(answer, dict):
+        return str(answer.get("content", "")) if "content" in answer else json.dumps(answer)
+    return answer if answer is None else str(answer)
+
+
+# -- the run of one connection ----------------------------------------------------------------
+
+
+class _Run:
+    """The run of one connection: its episode, submitted answer and evaluation."""
 
     def __init__(self, env: Environment):
         self.env = env
         self.episode: Episode | None = None
+        self.answer: str | None = None
+        self.evaluation: dict[str, Any] | None = None
 
     async def end(self) -> None:
         if self.episode is not None:
@@ -86,18 +200,51 @@ class _Session:
             except Exception:
                 pass
 
-    async def start(self, scenario: str, args: dict[str, Any]) -> dict[str, Any]:
+    async def start(self, scenario: str, args: dict[str, Any]) -> list[dict[str, Any]]:
+        """A fresh run of a scenario; returns the prompt messages."""
         await self.end()
         found = self.env.get_scenario(scenario)
+        self.answer, self.evaluation = None, None
         self.episode = Episode(self.env, found, found.validate(args))
-        messages = await self.episode.start()
-        return {"messages": messages, "tools": self.env.tool_schemas}
+        return await self.episode.start()
+
+    def _started(self, scenario: str | None = None) -> Episode:
+        episode = self.episode
+        if episode is None or episode._gen is None:
+            raise ScenarioError(
+                "no run in progress on this connection: get a scenario's prompt first"
+            )
+        if scenario is not None and scenario.split(":")[-1] != episode.scenario.name:
+            raise ScenarioError(
+                f"the run in progress is of scenario '{episode.scenario.name}', not '{scenario}'"
+            )
+        return episode
 
     async def grade(self, answer: str | None) -> dict[str, Any]:
-        if self.episode is None or self.episode._gen is None:
-            raise ScenarioError(f"{GRADE} called before {START}")
-        reward, info = await self.episode.grade(answer)
+        reward, info = await self._started().grade(answer)
         return {"reward": reward, "info": info}
+
+    def submit(self, scenario: str, answer: Any) -> str:
+        episode = self._started(scenario)
+        if self.evaluation is not None:
+            raise ScenarioError(f"the run of '{episode.scenario.name}' is already graded")
+        self.answer = _answer_text(answer)
+        return f"Answer submitted for scenario '{episode.scenario.name}'"
+
+    async def evaluate(self, scenario: str) -> dict[str, Any]:
+        """The run graded with the submitted answer, once; HUD's ``EvaluationResult`` shape."""
+        self._started(scenario)
+        if self.evaluation is None:
+            graded = await self.grade(self.answer)
+            reason = graded["info"].get("content") or graded["info"].get("reason")
+            self.evaluation = {
+                "reward": graded["reward"],
+                "done": True,
+                **({"content": reason} if isinstance(reason, str) else {}),
+                "info": graded["info"],
+                "isError": False,
+            }
+        return self.evaluation
 
     async def call_tool(self, name: str, arguments: dict[str, Any]) -> types.CallToolResult:
         if self.episode is None:  # a client that only uses the tools: a fresh state
@@ -107,43 +254,120 @@ class _Session:
         return _text(outcome.content, error=outcome.error)
 
 
-def build_server(env: Environment):
-    """An MCP server (``mcp.server.lowlevel.Server``) for one environment."""
+class _Runs:
+    """Where each connection's run lives: the one run of a stdio process, or its session's."""
+
+    def __init__(self, env: Environment, *, per_session: bool):
+        self.env = env
+        self.single = None if per_session else _Run(env)
+
+    def of(self, ctx: Any) -> _Run:
+        if self.single is not None:
+            return self.single
+        # mcp 2.3 keeps per-connection state on the `Connection` (its `state`, and an
+        # `exit_stack` unwound when the session ends) but hands lowlevel handlers only the
+        # per-request session that wraps it.
+        connection = ctx.session._connection
+        run = connection.state.get("workbench_run")
+        if run is None:
+            run = connection.state["workbench_run"] = _Run(self.env)
+            connection.exit_stack.push_async_callback(run.end)
+        return run
+
+    async def end(self) -> None:
+        if self.single is not None:
+            await self.single.end()
+
+
+# -- the server -------------------------------------------------------------------------------
+
+
+def build_server(env: Environment, *, per_session: bool = False):
+    """An MCP server (``mcp.server.lowlevel.Server``) for one environment.
+
+    ``per_session``: one run per MCP session (HTTP) instead of one for the whole server (stdio).
+    """
     from mcp.server.lowlevel import Server
 
-    session = _Session(env)
+    runs = _Runs(env, per_session=per_session)
     tools = [
         types.Tool(name=t.name, description=t.description or None, input_schema=t.parameters)
         for t in env.tools.values()
-    ] + _control_tools(env)
+    ]
+    prompts = [_prompt(env, s) for s in env.scenarios.values()]
+    resources = [_resource(env, s) for s in env.scenarios.values()]
+
+    def scenario_of(name: str) -> Scenario:
+        # `ENV:SCENARIO` as listed; the bare scenario name too, as HUD's clients accept it.
+        env_name, _, scenario = name.rpartition(":")
+        if env_name not in ("", env.name) or scenario not in env.scenarios:
+            known = ", ".join(scenario_id(env, s) for s in env.scenarios) or "none"
+            raise _user_error(f"'{env.name}' has no scenario '{name}' (it has: {known})")
+        return env.scenarios[scenario]
 
     async def list_tools(ctx, params) -> types.ListToolsResult:
         return types.ListToolsResult(tools=tools)
 
     async def call_tool(ctx, params: types.CallToolRequestParams) -> types.CallToolResult:
-        arguments = params.arguments or {}
+        run, arguments = runs.of(ctx), params.arguments or {}
         try:
             if params.name == START:
-                return _text(
-                    await session.start(arguments["scenario"], arguments.get("args") or {})
-                )
+                messages = await run.start(arguments["scenario"], arguments.get("args") or {})
+                return _text({"messages": messages, "tools": env.tool_schemas})
             if params.name == GRADE:
-                return _text(await session.grade(arguments.get("answer")))
+                return _text(await run.grade(arguments.get("answer")))
             if params.name == END:
-                await session.end()
+                await run.end()
                 return _text({"ended": True})
+            if params.name == SUBMIT:
+                return _text(run.submit(str(arguments.get("scenario")), arguments.get("answer")))
         except Exception as e:  # the client raises it as the run's error
-            detail = "".join(traceback.format_exception_only(type(e), e)).strip()
-            return _text(detail, error=True)
-        return await session.call_tool(params.name, arguments)
+            return _text(_error(e), error=True)
+        return await run.call_tool(params.name, arguments)
+
+    async def list_prompts(ctx, params) -> types.ListPromptsResult:
+        return types.ListPromptsResult(prompts=prompts)
+
+    async def get_prompt(ctx, params: types.GetPromptRequestParams) -> types.GetPromptResult:
+        scenario = scenario_of(params.name)
+        try:
+            args = _typed_arguments(scenario, params.arguments or {})
+            messages = await runs.of(ctx).start(scenario.name, args)
+        except Exception as e:  # a bad argument is named; a broken scenario says what broke
+            raise _user_error(e) from None
+        return types.GetPromptResult(
+            description=scenario.description or None,
+            messages=[_prompt_message(m) for m in messages],
+        )
+
+    async def list_resources(ctx, params) -> types.ListResourcesResult:
+        return types.ListResourcesResult(resources=resources)
+
+    async def read_resource(
+        ctx, params: types.ReadResourceRequestParams
+    ) -> types.ReadResourceResult:
+        scenario = scenario_of(params.uri)
+        try:
+            evaluation = await runs.of(ctx).evaluate(scenario.name)
+        except Exception as e:
+            raise _user_error(e) from None
+        text = json.dumps(evaluation, default=str)
+        contents = types.TextResourceContents(
+            uri=params.uri, mime_type="application/json", text=text
+        )
+        return types.ReadResourceResult(contents=[contents])
 
     server = Server(
         f"workbench-{env.name}",
         description=env.description or None,
         on_list_tools=list_tools,
         on_call_tool=call_tool,
+        on_list_prompts=list_prompts,
+        on_get_prompt=get_prompt,
+        on_list_resources=list_resources,
+        on_read_resource=read_resource,
     )
-    server.workbench_session = session  # closed when the connection ends
+    server.workbench_runs = runs  # the stdio run is ended when its connection ends
     return server
 
 
@@ -156,13 +380,57 @@ async def serve_stdio(env: Environment) -> None:
         async with stdio_server() as (read, write):
             await server.run(read, write, server.create_initialization_options())
     finally:
-        await server.workbench_session.end()
+        await server.workbench_runs.end()
+
+
+async def serve_http(env: Environment, sock: socket.socket) -> None:
+    """Serve over streamable HTTP on a bound socket until stopped (Ctrl-C, SIGTERM)."""
+    import uvicorn
+
+    host, port = sock.getsockname()[:2]
+    server = build_server(env, per_session=True)
+    # The SDK turns on DNS-rebinding protection for a loopback host (Host and Origin checked).
+    app = server.streamable_http_app(host=host)
+    web = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    sock.listen(128)  # clients that connect now wait in the backlog, not refused
+    print(f"serving '{env.name}' over MCP at http://{host}:{port}/mcp", file=sys.stderr)
+    sys.stderr.flush()
+    await web.serve(sockets=[sock])
+
+
+def serve(
+    env: str | Environment,
+    transport: str = "stdio",
+    *,
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+) -> None:
+    """Serve an environment (or its reference) over MCP: ``stdio``, or ``http`` at
+    ``http://HOST:PORT/mcp`` (port 0: any free one; the address is printed on stderr)."""
+    import anyio
+
+    from workbench.errors import WorkbenchError
+    from workbench.tasks import resolve_environment
+
+    if transport not in ("stdio", "http"):
+        raise WorkbenchError(f"unknown transport '{transport}': use stdio or http")
+    found = resolve_environment(env) if isinstance(env, str) else env
+    if transport == "stdio":
+        anyio.run(serve_stdio, found)
+        return
+    # Bound here, not by uvicorn, so a busy port is a one-line error (uvicorn would exit).
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise WorkbenchError(
+            f"cannot serve on {host}:{port}: {e.strerror} (--port 0 takes any free port)"
+        ) from None
+    anyio.run(serve_http, found, sock)
 
 
 def main(ref: str) -> None:
     """Entry point of a server process: resolve the environment, serve it on stdio."""
-    import anyio
-
-    from workbench.tasks import resolve_environment
-
-    anyio.run(serve_stdio, resolve_environment(ref))
+    serve(ref)
