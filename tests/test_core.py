@@ -70,7 +70,7 @@ def test_duplicate_slugs_are_refused(toy):
 
 
 def test_unknown_taskset_says_what_to_do():
-    with pytest.raises(UnknownTasksetError, match="unknown taskset 'nope'.*JSONL"):
+    with pytest.raises(UnknownTasksetError, match="unknown taskset .nope.*jsonl, .json or a .py"):
         workbench.load_taskset("nope")
 
 

@@ -211,11 +211,12 @@ async def test_mounted_tools_keep_the_server_schema_and_answer_in_a_run():
     assert schema["required"] == ["a", "b"] and schema["properties"]["a"]["type"] == "integer"
 
     async with workbench.eval(env.task("divide", a=84, b=2), record=False) as ctx:
-        divided = await ctx.call_tool(call("divide", a=84, b=2)["tool_calls"][0])
-        assert divided.content == "42.0" and not divided.error
+        divided = await ctx.call_tool("divide", a=84, b=2)
+        assert str(divided) == "42.0" and not divided.isError
         by_zero = await ctx.call_tool(call("divide", a=1, b=0)["tool_calls"][0])
-        assert by_zero.error and "cannot divide by zero" in by_zero.content
-        assert await ctx.submit(divided.content) == 1.0
+        assert by_zero["role"] == "tool" and "cannot divide by zero" in by_zero["content"]
+        assert ctx.trace.tool_calls[-1].error
+        assert await ctx.submit(str(divided)) == 1.0
 
 
 @pytest.mark.parametrize("runtime", ["inprocess", "isolated"])

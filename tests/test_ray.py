@@ -211,3 +211,19 @@ async def test_model_faults_are_retried_on_the_workers_and_each_run_is_stored_on
     faulted = [r for r in server.requests if r["fault"] is not None]
     assert {"429", "500", "503", "drop", "truncated"} <= {r["fault"] for r in faulted}
     assert len(server.requests) == 16 * 3 + len(faulted)  # each fault cost one retry, on Ray
+
+
+async def test_runs_on_ray_actors_are_isolated_too():
+    """A HUD-style environment (module globals) gets the same rates on Ray actors, at 16 in
+    flight, as one run at a time in this process: each actor forks its runs."""
+    from pathlib import Path
+
+    from workbench.tasks import resolve_environment
+
+    env = resolve_environment(f"{Path(__file__).resolve().parent / 'hud' / 'store.py'}:env")
+    tasks = [env("checkout", product_name=p) for p in ("laptop", "mouse", "keyboard", "monitor")]
+    models = ["scripted:expert", "scripted:weak"]
+    one = await workbench.evaluate(tasks, models, group_size=2, max_concurrent=1)
+    on_ray = await workbench.evaluate(tasks, models, group_size=2, backend="ray")
+    rates = lambda job: job.leaderboard().set_index("model")["success_rate"].to_dict()  # noqa: E731
+    assert rates(on_ray) == rates(one) == {"scripted:expert": 1.0, "scripted:weak": 0.0}

@@ -36,6 +36,19 @@ class Agent:
     def __repr__(self) -> str:
         return f"Agent({self.model.model_id!r}, max_steps={self.max_steps})"
 
+    def for_task(self, task) -> Agent:
+        """This agent with a task's ``agent_config`` applied (``max_steps``, ``system_prompt``),
+        as HUD applies per-task agent overrides; itself when the task sets none."""
+        config = task.agent_config or {}
+        if not config:
+            return self
+        return Agent(
+            self.model,
+            max_steps=int(config.get("max_steps", self.max_steps)),
+            sampling=self.sampling,
+            system_prompt=config.get("system_prompt", self.system_prompt),
+        )
+
     async def run(self, ctx: EvalContext) -> Trace:
         ctx.trace.model = self.model.model_id
         try:

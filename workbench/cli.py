@@ -558,23 +558,34 @@ def tasks_show(taskset: str = typer.Argument(..., help="Taskset name or JSONL fi
 
     ts = load_taskset(taskset)
     table = Table(title=f"{ts.name} · {len(ts)} tasks")
-    for col in ("slug", "env", "scenario", "args"):
+    # HUD's task fields (columns, metadata, agent_config, ...) are shown where any task has
+    # them: whatever a user set is visible, never dropped.
+    extra = sorted({k for t in ts for k in t.to_dict()} - {"slug", "env", "scenario", "args"})
+    for col in ("slug", "env", "scenario", "args", *extra):
         table.add_column(col)
     for t in ts:
-        table.add_row(t.slug, t.env, t.scenario, escape(json.dumps(t.args)))
+        record = t.to_dict()
+        cells = [escape(json.dumps(record[k])) if k in record else "" for k in extra]
+        table.add_row(t.slug, t.env, t.scenario, escape(json.dumps(t.args)), *cells)
     console.print(table)
 
 
 @tasks_app.command("import")
 def tasks_import(
-    path: Path = typer.Argument(..., exists=True, dir_okay=False, help="A JSONL file."),
+    path: Path = typer.Argument(
+        ..., exists=True, dir_okay=False, help="A .jsonl, a HUD .json task file, or a .py."
+    ),
     name: str = typer.Option(None, "--name", help="Name to store it under (default: file stem)."),
 ) -> None:
-    """Store a taskset from a JSONL file (every task is validated first)."""
+    """Store a taskset from a task file (every task is validated first).
+
+    Validating a task imports the environment its `env` names, which runs that code: read a
+    file you did not write before importing it.
+    """
     from workbench.store import get_store
     from workbench.tasks import Taskset
 
-    ts = Taskset.load_jsonl(path, name=name)
+    ts = Taskset.from_file(path, name=name)
     for task in ts:
         task.validate_args()
     get_store().save_taskset(ts)

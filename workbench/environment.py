@@ -179,9 +179,24 @@ class Scenario:
     arguments: type[pydantic.BaseModel]
     state_param: str | None
     description: str = ""
+    exclude_tools: list[str] = field(default_factory=list)
+    allowed_tools: list[str] = field(default_factory=list)
 
     def __call__(self, slug: str | None = None, **args: Any) -> Task:
         return self.env.task(self.name, slug=slug, **args)
+
+    def task(self, slug: str | None = None, **args: Any) -> Task:
+        """A task of this scenario (HUD: ``checkout.task(product_name="laptop")``)."""
+        return self.env.task(self.name, slug=slug, **args)
+
+    def offers(self, tool: str) -> bool:
+        """Whether the agent sees this tool in this scenario (``exclude_tools`` and
+        ``allowed_tools`` are fnmatch patterns, as in HUD)."""
+        from fnmatch import fnmatch
+
+        if any(fnmatch(tool, p) for p in self.allowed_tools):
+            return True
+        return not any(fnmatch(tool, p) for p in self.exclude_tools)
 
     @property
     def parameters(self) -> dict[str, pydantic.fields.FieldInfo]:
@@ -237,6 +252,7 @@ class Environment:
         self._initializers: list[Callable] = []
         self._finalizers: list[Callable] = []
         self._initialized_in: int | None = None  # the pid whose hooks ran (forks inherit)
+        self._manual: Episode | None = None  # the state of `async with env:` (by hand)
         self._module = sys._getframe(1).f_globals.get("__name__", "__main__")
         self._ref: str | None = None
         _LOCAL_ENVIRONMENTS[name] = self
@@ -280,8 +296,30 @@ class Environment:
 
         return register(fn) if fn is not None else register
 
-    def scenario(self, name: str | None = None, *, description: str = ""):
-        """Register a scenario: an async generator that yields the prompt, then the reward."""
+    def scenario(
+        self,
+        name: str | None = None,
+        *,
+        description: str = "",
+        exclude_tools: list[str] | None = None,
+        allowed_tools: list[str] | None = None,
+        **hud_options: Any,
+    ):
+        """Register a scenario: an async generator that yields the prompt, then the reward.
+
+        ``@env.scenario``, ``@env.scenario()`` and ``@env.scenario("name")`` all work.
+        ``exclude_tools`` hides tools from the agent (fnmatch patterns), ``allowed_tools``
+        brings some back, as in HUD. HUD's other options (``chat``, ``returns``, ...) are not
+        supported: they are ignored with a warning, never silently.
+        """
+        if hud_options:
+            import warnings
+
+            warnings.warn(
+                f"scenario options {', '.join(map(repr, hud_options))} are not supported by "
+                "Workbench and are ignored",
+                stacklevel=2,
+            )
 
         def register(fn: Callable) -> Scenario:
             if not inspect.isasyncgenfunction(fn):
@@ -299,6 +337,8 @@ class Environment:
                 arguments=_arguments_model(fn, state_param, descriptions),
                 state_param=state_param,
                 description=description or doc.short_description or "",
+                exclude_tools=list(exclude_tools or []),
+                allowed_tools=list(allowed_tools or []),
             )
             self.scenarios[scenario.name] = scenario
             return scenario
@@ -307,6 +347,13 @@ class Environment:
             fn, name = name, None
             return register(fn)
         return register
+
+    def template(self, id: str | None = None, *, description: str = "", **hud_options: Any):  # noqa: A002 - HUD v6's parameter name
+        """HUD v6's spelling of :meth:`scenario`: ``@env.template()`` or
+        ``@env.template(id="count")``; calling the result mints a :class:`Task`."""
+        if callable(id):
+            return self.scenario(description=description)(id)
+        return self.scenario(id, description=description, **hud_options)
 
     def initialize(self, fn: Callable) -> Callable:
         """Register a hook (sync or async, no arguments) run once per environment process,
@@ -344,9 +391,12 @@ class Environment:
 
     async def __aenter__(self) -> Environment:
         await self.run_initialize()
+        self._manual = Episode(self, None, {})
+        await self._manual.start()
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:
+        self._manual = None
         await self.run_shutdown()
 
     def policy(self, name: str):
@@ -371,10 +421,42 @@ class Environment:
         found = self.get_scenario(scenario)
         return Task(env=self.ref, scenario=found.name, args=found.validate(args), slug=slug or "")
 
-    def __call__(self, scenario: str, slug: str | None = None, **args: Any) -> Task:
+    def __call__(self, scenario: str | None = None, slug: str | None = None, **args: Any) -> Task:
         """A task of one of this environment's scenarios: ``env("checkout", product="laptop")``
-        (HUD's spelling of :meth:`task`)."""
+        (HUD's spelling of :meth:`task`). ``env()``: a task with tools only and no scenario,
+        to drive the environment by hand (``async with workbench.eval(env()) as ctx``)."""
+        if scenario is None:
+            from workbench.tasks import Task
+
+            if args:
+                raise ScenarioArgumentError(
+                    f"environment '{self.name}': arguments need a scenario, e.g. "
+                    f"env('{next(iter(self.scenarios), 'name')}', ...)"
+                )
+            return Task(env=self.ref, scenario="", slug=slug or "")
         return self.task(scenario, slug=slug, **args)
+
+    # -- driving the environment by hand, as in HUD: ``async with env: await env.call_tool()``
+
+    def as_openai_chat_tools(self) -> list[dict[str, Any]]:
+        """The tools in the OpenAI chat completions format."""
+        return self.tool_schemas
+
+    def as_claude_tools(self) -> list[dict[str, Any]]:
+        """The tools in the Anthropic Messages format."""
+        return claude_tools(self.tool_schemas)
+
+    async def call_tool(self, call: Any, /, **arguments: Any) -> Any:
+        """Call a tool in this process, on the state of the ``async with env:`` block.
+
+        ``call`` is a tool name (with keyword arguments), an OpenAI tool call (object or
+        dict) or an Anthropic ``tool_use`` block; the reply is in the matching format: a
+        :class:`ToolResult`, an OpenAI tool message, or a ``tool_result`` block.
+        """
+        if self._manual is None:
+            self._manual = Episode(self, None, {})
+            await self._manual.start()
+        return await call_tool_in(self._manual, call, arguments)
 
     def get_scenario(self, name: str) -> Scenario:
         try:
@@ -420,7 +502,8 @@ class Environment:
 
     def episode(self, task: Task) -> Episode:
         """A fresh run of a task: new state, the scenario ready to be started."""
-        return Episode(self, self.get_scenario(task.scenario), task.args)
+        scenario = self.get_scenario(task.scenario) if task.scenario else None
+        return Episode(self, scenario, task.args)
 
 
 def _tool_output(result: Any) -> str:
@@ -459,9 +542,12 @@ class ScenarioError(RuntimeError):
 
 
 class Episode:
-    """One run of a scenario in this process: its state, prompt, tool calls and grade."""
+    """One run of a scenario in this process: its state, prompt, tool calls and grade.
 
-    def __init__(self, env: Environment, scenario: Scenario, args: dict[str, Any]):
+    ``scenario`` None: tools only (a task made with ``env()``), no prompt and no grade.
+    """
+
+    def __init__(self, env: Environment, scenario: Scenario | None, args: dict[str, Any]):
         self.env = env
         self.scenario = scenario
         self.args = args
@@ -470,12 +556,18 @@ class Episode:
 
     @property
     def tool_schemas(self) -> list[dict[str, Any]]:
-        return self.env.tool_schemas
+        if self.scenario is None or not (
+            self.scenario.exclude_tools or self.scenario.allowed_tools
+        ):
+            return self.env.tool_schemas
+        return [t.schema for t in self.env.tools.values() if self.scenario.offers(t.name)]
 
     async def start(self) -> list[dict[str, Any]]:
         """Create the state, run the scenario to its first yield; returns the prompt messages."""
         await self.env.run_initialize()
         self.state = self.env.new_state()
+        if self.scenario is None:
+            return []
         kwargs = dict(self.scenario.arguments.model_validate(self.args))
         if self.scenario.state_param:
             kwargs[self.scenario.state_param] = self.state
@@ -489,8 +581,8 @@ class Episode:
     async def call_tool(self, name: str, arguments: str | dict[str, Any] | None) -> ToolOutcome:
         """Call a tool by name. Bad names, bad JSON and exceptions become error outcomes."""
         tool = self.env.tools.get(name)
-        if tool is None:
-            known = ", ".join(self.env.tools) or "none"
+        if tool is None or (self.scenario is not None and not self.scenario.offers(name)):
+            known = ", ".join(t["function"]["name"] for t in self.tool_schemas) or "none"
             return ToolOutcome(f"Error: unknown tool '{name}'. Available tools: {known}.", True)
         arguments = parse_arguments(name, arguments)
         if isinstance(arguments, ToolOutcome):
@@ -507,6 +599,11 @@ class Episode:
 
     async def grade(self, answer: str | None) -> tuple[float, dict[str, Any]]:
         """Send the final answer into the scenario; returns (reward, info)."""
+        if self.scenario is None:
+            raise ScenarioError(
+                "this task has no scenario to grade it: set ctx.reward yourself "
+                "(a task made with env() drives the tools by hand)"
+            )
         if self._gen is None:
             raise ScenarioError("grade() called before start()")
         try:
@@ -522,24 +619,68 @@ class Episode:
             await self._gen.aclose()
 
 
+def _block_text(block: Any) -> str | None:
+    """The text of an MCP content block (object or dict), or None if it is not text."""
+    kind = block.get("type") if isinstance(block, dict) else getattr(block, "type", None)
+    text = block.get("text") if isinstance(block, dict) else getattr(block, "text", None)
+    return text if kind == "text" and isinstance(text, str) else None
+
+
 def prompt_messages(prompt: Any, scenario: str) -> list[dict[str, Any]]:
-    """A scenario's first yield as chat messages: a string becomes one user message."""
+    """A scenario's first yield as chat messages.
+
+    A string becomes one user message; chat messages are kept; MCP content blocks (text
+    blocks, as objects or dicts, alone or in a list) become one user message of their text.
+    """
     if isinstance(prompt, str):
         return [{"role": "user", "content": prompt}]
     if isinstance(prompt, list) and all(isinstance(m, dict) and "role" in m for m in prompt):
         return [dict(m) for m in prompt]
+    blocks = prompt if isinstance(prompt, list | tuple) else [prompt]
+    texts = [_block_text(b) for b in blocks]
+    if blocks and all(t is not None for t in texts):
+        return [{"role": "user", "content": "\n\n".join(texts)}]
     raise ScenarioError(
         f"scenario '{scenario}' yielded a prompt of type {type(prompt).__name__}: "
-        "yield a string or a list of chat messages"
+        "yield a string, a list of chat messages or MCP text content blocks"
     )
 
 
+# What HUD's EvaluationResult carries beside the reward; kept in the trace's info.
+_RESULT_FIELDS = ("done", "content", "subscores", "isError")
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-able copy of a subscore list or similar (pydantic models and dataclasses)."""
+    if hasattr(value, "model_dump"):
+        return value.model_dump()
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if hasattr(value, "__dataclass_fields__"):
+        import dataclasses
+
+        return dataclasses.asdict(value)
+    return value
+
+
 def parse_reward(value: Any, scenario: str) -> tuple[float, dict[str, Any]]:
-    """A scenario's second yield: a number in [0, 1] or ``{"reward": x, "info": {...}}``."""
+    """A scenario's second yield: the reward and the info kept with it.
+
+    A number in [0, 1] (a bool counts: True is 1.0); a dict with ``reward`` (or HUD v6's
+    ``score``) and optional ``info``; or an object with a ``.reward`` (HUD's
+    ``EvaluationResult``). ``done``, ``content``, ``subscores`` and ``isError`` of a dict or
+    object are kept in the info, never dropped.
+    """
     info: dict[str, Any] = {}
+    if not isinstance(value, int | float | dict) and hasattr(value, "reward"):
+        fields = {k: getattr(value, k) for k in ("info", *_RESULT_FIELDS) if hasattr(value, k)}
+        value = {"reward": value.reward, **fields}
     if isinstance(value, dict):
         info = dict(value.get("info") or {})
-        value = value.get("reward")
+        for key in _RESULT_FIELDS:
+            if value.get(key) is not None:
+                info[key] = _plain(value[key])
+        value = value.get("reward", value.get("score"))
     if not isinstance(value, int | float):  # bool is an int: True -> 1.0
         raise ScenarioError(
             f"scenario '{scenario}' yielded reward {value!r}: yield a number in [0, 1]"
@@ -548,3 +689,82 @@ def parse_reward(value: Any, scenario: str) -> tuple[float, dict[str, Any]]:
     if not 0.0 <= reward <= 1.0:
         raise ScenarioError(f"scenario '{scenario}' yielded reward {reward}, outside [0, 1]")
     return reward, info
+
+
+# -- tool calls as HUD users make them ----------------------------------------------------------
+
+
+@dataclass
+class ToolResult:
+    """What ``call_tool("name", ...)`` returns: MCP-like ``content`` blocks and ``isError``."""
+
+    text: str
+    isError: bool = False  # noqa: N815 - the MCP field name HUD users read
+
+    @property
+    def content(self) -> list[Any]:
+        from types import SimpleNamespace
+
+        return [SimpleNamespace(type="text", text=self.text)]
+
+    @property
+    def is_error(self) -> bool:
+        return self.isError
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def tool_call_parts(call: Any, arguments: dict[str, Any]) -> tuple[str, Any, str | None, str]:
+    """(name, arguments, call id, format) of a tool call given the ways HUD users give one:
+    a name and keyword arguments, an OpenAI tool call (SDK object or dict), or an Anthropic
+    ``tool_use`` block (object or dict). Format: ``name``, ``openai`` or ``claude``."""
+    if isinstance(call, str):
+        return call, arguments, None, "name"
+    if not isinstance(call, dict):
+        if hasattr(call, "model_dump"):
+            call = call.model_dump()
+        else:
+            call = {
+                k: getattr(call, k)
+                for k in ("id", "type", "function", "name", "input")
+                if hasattr(call, k)
+            }
+            if call.get("function") is not None and not isinstance(call["function"], dict):
+                fn = call["function"]
+                call["function"] = {"name": fn.name, "arguments": fn.arguments}
+    if call.get("type") == "tool_use":
+        return call["name"], call.get("input") or {}, call.get("id"), "claude"
+    function = call.get("function") or call
+    return function.get("name") or "", function.get("arguments"), call.get("id"), "openai"
+
+
+def tool_reply(outcome: ToolOutcome, call_id: str | None, fmt: str) -> Any:
+    """The reply to a tool call, in the format it came in."""
+    if fmt == "openai":
+        return {"role": "tool", "tool_call_id": call_id or "", "content": outcome.content}
+    if fmt == "claude":
+        return {
+            "type": "tool_result",
+            "tool_use_id": call_id or "",
+            "content": outcome.content,
+            "is_error": outcome.error,
+        }
+    return ToolResult(outcome.content, outcome.error)
+
+
+async def call_tool_in(episode: Any, call: Any, arguments: dict[str, Any]) -> Any:
+    name, args, call_id, fmt = tool_call_parts(call, arguments)
+    return tool_reply(await episode.call_tool(name, args), call_id, fmt)
+
+
+def claude_tools(schemas: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """OpenAI function tools in the Anthropic Messages format."""
+    return [
+        {
+            "name": t["function"]["name"],
+            "description": t["function"].get("description", ""),
+            "input_schema": t["function"].get("parameters") or {"type": "object"},
+        }
+        for t in schemas
+    ]

@@ -378,6 +378,7 @@ async def play(
         on_step=None if on_step is None else lambda ctx, msg: on_step(ctx.trace.steps, msg),
         runtime=config.runtime,
     )
+    agent = agent.for_task(task)
     try:
         if config.timeout is None:
             await agent.run(ctx)
@@ -412,8 +413,12 @@ def progress_bar(description: str = "evaluating") -> Callable[[Event], None]:
 # -- entry points -------------------------------------------------------------------------
 
 
-def _as_taskset(taskset: Taskset | str, store: Store) -> Taskset:
-    return taskset if isinstance(taskset, Taskset) else load_taskset(taskset, store=store)
+def _as_taskset(taskset: Taskset | str | list[Task], store: Store) -> Taskset:
+    if isinstance(taskset, Taskset):
+        return taskset
+    if isinstance(taskset, list | tuple):  # HUD: a plain list of tasks is a taskset
+        return Taskset.of(taskset)
+    return load_taskset(taskset, store=store)
 
 
 def _check_models(models: Iterable[str], taskset: Taskset) -> None:

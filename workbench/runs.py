@@ -15,12 +15,20 @@ The trace is written to the store when the ``async with`` block ends, however it
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from workbench.environment import Episode, ToolOutcome
+from workbench.environment import (
+    Episode,
+    claude_tools,
+    parse_reward,
+    tool_call_parts,
+    tool_reply,
+)
+from workbench.errors import WorkbenchError
 from workbench.models.base import Completion, RunInfo
 from workbench.runtimes import open_episode
 from workbench.tasks import Task
@@ -47,6 +55,7 @@ class EvalContext:
         self.episode: Episode | None = None
         self.finished = False
         self.graded = False
+        self._answer: str | None = None
         self.trace = Trace(
             job_id=job_id,
             taskset=taskset,
@@ -70,6 +79,35 @@ class EvalContext:
     @property
     def reward(self) -> float:
         return self.trace.reward
+
+    @reward.setter
+    def reward(self, value: float) -> None:
+        """Set the reward by hand (HUD: ``ctx.reward = 1.0``); it is the run's grade."""
+        reward, info = parse_reward(value, self.task.scenario or "by hand")
+        self.trace.reward, self.graded = reward, True
+        self.trace.info.update(info)
+
+    @property
+    def prompt(self) -> str:
+        """The prompt's text: its user messages, joined (HUD: ``ctx.prompt``)."""
+        return "\n\n".join(
+            m["content"]
+            for m in self.trace.messages
+            if m.get("role") == "user" and isinstance(m.get("content"), str)
+        )
+
+    @property
+    def answer(self) -> str | None:
+        """The answer submitted, if any."""
+        return self._answer
+
+    def as_openai_chat_tools(self) -> list[dict[str, Any]]:
+        """The run's tools in the OpenAI chat completions format."""
+        return self.tools
+
+    def as_claude_tools(self) -> list[dict[str, Any]]:
+        """The run's tools in the Anthropic Messages format."""
+        return claude_tools(self.tools)
 
     @property
     def run_info(self) -> RunInfo:
@@ -95,34 +133,47 @@ class EvalContext:
             self.on_step(self, message)
         return message
 
-    async def call_tool(self, tool_call: dict[str, Any]) -> ToolOutcome:
-        """Execute one OpenAI-format tool call; its result joins the conversation."""
-        function = tool_call.get("function") or {}
-        name = function.get("name") or ""
-        arguments = function.get("arguments")
+    async def call_tool(self, call: Any, /, **arguments: Any) -> Any:
+        """Execute a tool call; it is recorded in the trace.
+
+        ``call`` is what HUD users pass: a tool name with keyword arguments (returns a
+        :class:`~workbench.environment.ToolResult`), an OpenAI tool call, SDK object or dict
+        (returns the tool message, which also joins this run's conversation), or an Anthropic
+        ``tool_use`` block (returns the ``tool_result`` block).
+        """
+        name, args, call_id, fmt = tool_call_parts(call, arguments)
         started = time.perf_counter()
-        outcome = await self.episode.call_tool(name, arguments)
-        call_id = tool_call.get("id") or f"call_{len(self.trace.tool_calls)}"
-        self.trace.messages.append(
-            {"role": "tool", "tool_call_id": call_id, "content": outcome.content}
-        )
+        outcome = await self.episode.call_tool(name, args)
+        call_id = call_id or f"call_{len(self.trace.tool_calls)}"
+        if fmt == "openai":
+            self.trace.messages.append(
+                {"role": "tool", "tool_call_id": call_id, "content": outcome.content}
+            )
         self.trace.tool_calls.append(
             ToolCallRecord(
                 step=self.trace.steps,
                 id=call_id,
                 name=name,
-                arguments=arguments if isinstance(arguments, str) else str(arguments),
+                arguments=args if isinstance(args, str) else json.dumps(args, default=str),
                 result=outcome.content,
                 error=outcome.error,
                 seconds=time.perf_counter() - started,
             )
         )
-        return outcome
+        return tool_reply(outcome, call_id, fmt)
 
     async def submit(self, answer: str | None) -> float:
-        """Send the final answer to the scenario and record the reward."""
+        """Send the final answer to the scenario and record the reward.
+
+        A task with no scenario (``env()``) has nothing to grade: the answer is kept and the
+        reward is what was set by hand (``ctx.reward = ...``).
+        """
+        self._answer = answer
+        if not self.task.scenario:
+            return self.trace.reward
         reward, info = await self.episode.grade(answer)
-        self.trace.reward, self.trace.info, self.graded = reward, info, True
+        self.trace.reward, self.graded = reward, True
+        self.trace.info = {**self.trace.info, **info}
         return reward
 
     def finish(
@@ -151,25 +202,53 @@ class EvalContext:
 
 @asynccontextmanager
 async def eval(  # noqa: A001 - mirrors the platform's `hud.eval(task)`
-    task: Task,
+    source: Task | list[Task] | Any,
     *,
+    group: int = 1,
     group_index: int = 0,
+    max_concurrent: int = 16,
     store=None,
     record: bool = True,
     runtime: str | None = None,
 ) -> AsyncIterator[EvalContext]:
-    """Run one task by hand; the trace is stored when the block exits.
+    """Run tasks by hand; each run's trace is stored when its block exits.
 
-    ``runtime``: ``inprocess``, ``subprocess`` or ``docker`` (default: the environment's).
+    ``source``: a task, or (as in HUD) a list of tasks or a taskset. With one task and
+    ``group=1`` the block runs once, on that run's context. With several tasks or
+    ``group=N``, the block's body runs once per task and group index, concurrently (at most
+    ``max_concurrent`` at once), each on its own context, as ``hud.eval`` does; then the
+    block gets a summary whose ``results`` are those contexts and whose ``reward`` is their
+    mean (the body's first use of the summary ends the block).
+
+    ``runtime``: ``isolated``, ``inprocess``, ``subprocess`` or ``docker`` (default: the
+    environment's).
     """
+    tasks = _tasks_of(source)
+    if group < 1:
+        raise WorkbenchError(f"group must be at least 1 (got {group})")
+    if len(tasks) * group > 1:
+        from workbench.parallel_eval import ParallelDone, run_body_in_parallel
+
+        summary = await run_body_in_parallel(
+            [(task, g) for g in range(group) for task in tasks],
+            lambda task, g: eval(task, group_index=g, store=store, record=record, runtime=runtime),
+            max_concurrent=max_concurrent,
+        )
+        try:
+            yield summary
+        except ParallelDone:
+            pass  # the body ran once per run already; its use of the summary ends it
+        return
+
     from workbench.store import get_store
 
-    ctx = EvalContext(task, group_index=group_index, runtime=runtime)
+    ctx = EvalContext(tasks[0], group_index=group_index, runtime=runtime)
     try:
         await ctx.start()
         yield ctx
         if not ctx.finished:
-            ctx.finish("done" if ctx.graded else "error", None if ctx.graded else _NoAnswer())
+            done = ctx.graded or not ctx.task.scenario  # tools only: graded by hand, or not
+            ctx.finish("done" if done else "error", None if done else _NoAnswer())
     except asyncio.CancelledError:
         ctx.finish("cancelled")
         raise
@@ -180,6 +259,20 @@ async def eval(  # noqa: A001 - mirrors the platform's `hud.eval(task)`
         await ctx.close()
         if record:
             (store or get_store()).add_trace(ctx.trace)
+
+
+def _tasks_of(source: Any) -> list[Task]:
+    if isinstance(source, Task):
+        return [source]
+    if isinstance(source, str):
+        raise WorkbenchError(
+            "workbench.eval() takes Task objects: load a taskset first "
+            "(workbench.load_taskset(name)) and pass it or its tasks"
+        )
+    tasks = list(source or [])
+    if not tasks or not all(isinstance(t, Task) for t in tasks):
+        raise WorkbenchError("workbench.eval() needs a Task, a list of tasks or a Taskset")
+    return tasks
 
 
 class _NoAnswer(Exception):

@@ -16,6 +16,7 @@ import importlib.util
 import json
 import re
 import sys
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,6 +47,8 @@ def default_slug(scenario: str, args: dict[str, Any]) -> str:
             parts.append(_slugify(name))
         elif value is False or value is None:
             continue
+        elif isinstance(value, int | float) and value < 0:  # -4 and 4 are different tasks
+            parts.append("minus-" + _slugify(-value))
         else:
             parts.append(_slugify(value if not isinstance(value, dict | list) else name))
     slug = "-".join(p for p in parts if p)
@@ -59,19 +62,62 @@ def _args_hash(scenario: str, args: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-class Task(pydantic.BaseModel):
-    """A scenario of an environment with its arguments; ``slug`` names it in a taskset."""
+# Task fields HUD users set that Workbench keeps and shows but does not act on itself.
+_KEPT_FIELDS = ("columns", "metadata", "agent_config", "validation")
 
-    model_config = pydantic.ConfigDict(frozen=True)
+
+class Task(pydantic.BaseModel):
+    """A scenario of an environment with its arguments; ``slug`` names it in a taskset.
+
+    As on the HUD platform, a task may carry ``columns`` (facets for filtering and
+    leaderboards), ``metadata``, ``agent_config`` (per-task agent settings: ``max_steps`` and
+    ``system_prompt`` are applied) and ``validation``; they are stored with the task and shown
+    by ``workbench tasks show``. Fields may be set after the task is made (``task.slug = ...``)
+    until it joins a taskset. ``env`` may be given as an :class:`Environment` or HUD's
+    ``{"name": ...}``; HUD v6's ``id`` names the scenario. A task with no scenario (``env()``)
+    has tools only, for driving an environment by hand.
+    """
+
+    model_config = pydantic.ConfigDict(extra="allow", validate_assignment=True)
 
     env: str
-    scenario: str
+    scenario: str = ""
     args: dict[str, Any] = {}
     slug: str = ""
+    columns: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    agent_config: dict[str, Any] | None = None
+    validation: list[Any] | None = None
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _hud_spellings(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        env = data.get("env")
+        if isinstance(env, Environment):
+            data["env"] = env.ref
+        elif isinstance(env, dict):
+            if not isinstance(env.get("name"), str):
+                raise ValueError("env given as a mapping needs a 'name' (HUD: {'name': 'shop'})")
+            data["env"] = env["name"]
+        if "id" in data and not data.get("scenario"):  # HUD v6: Task(env=..., id="template")
+            data["scenario"] = data.pop("id")
+        if data.get("slug") is None:
+            data["slug"] = ""
+        unknown = [k for k in data if k not in cls.model_fields]
+        if unknown:
+            warnings.warn(
+                f"task fields {', '.join(map(repr, unknown))} are not used by Workbench; "
+                "they are kept with the task (stored and exported) but change nothing",
+                stacklevel=4,
+            )
+        return data
 
     def model_post_init(self, _context: Any) -> None:
         if not self.slug:
-            object.__setattr__(self, "slug", default_slug(self.scenario, self.args))
+            object.__setattr__(self, "slug", default_slug(self.scenario or "tools", self.args))
 
     @property
     def id(self) -> str:
@@ -85,11 +131,28 @@ class Task(pydantic.BaseModel):
 
     def validate_args(self) -> Task:
         """Check the arguments against the scenario's signature (raises a one-line error)."""
-        self.environment().get_scenario(self.scenario).validate(self.args)
+        if self.scenario:
+            self.environment().get_scenario(self.scenario).validate(self.args)
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        return {"env": self.env, "scenario": self.scenario, "args": self.args, "slug": self.slug}
+        """The task as a JSON-able record: HUD's fields and any extra ones only when set."""
+        record = {"env": self.env, "scenario": self.scenario, "args": self.args, "slug": self.slug}
+        for name in _KEPT_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                record[name] = value
+        record.update(self.model_extra or {})
+        return record
+
+    async def run(self, model: str = "scripted:expert", *, max_steps: int = 10, **options: Any):
+        """Run this task once with a model and return the trace (HUD's ``task.run(agent)``)."""
+        from workbench.agent import Agent, create_agent
+        from workbench.runs import eval as eval_context
+
+        agent = model if isinstance(model, Agent) else create_agent(model, max_steps=max_steps)
+        async with eval_context(self, **options) as ctx:
+            return await agent.run(ctx)
 
 
 class Taskset:
@@ -102,6 +165,19 @@ class Taskset:
         self._by_slug: dict[str, Task] = {}
         for task in tasks:
             self.add(task)
+
+    @classmethod
+    def of(cls, tasks: Iterable[Task]) -> Taskset:
+        """A taskset of a plain list of tasks, named after their environments and content
+        (the same tasks give the same name, so their runs share a leaderboard)."""
+        tasks = list(tasks)
+        if not all(isinstance(t, Task) for t in tasks):
+            raise WorkbenchError("a taskset is made of Task objects (e.g. env('checkout', ...))")
+        envs = sorted(
+            {t.env.rsplit(":", 1)[0].rsplit("/", 1)[-1].removesuffix(".py") for t in tasks}
+        )
+        digest = hashlib.sha256("\n".join(t.id + t.slug for t in tasks).encode()).hexdigest()
+        return cls(f"{'+'.join(envs)[:40]}-{len(tasks)}-{digest[:6]}", tasks)
 
     def add(self, task: Task) -> Task:
         if task.slug in self._by_slug:
@@ -170,6 +246,58 @@ class Taskset:
                     raise WorkbenchError(f"{path}:{lineno}: not a task ({first})") from None
         return cls(name or path.stem, tasks)
 
+    @classmethod
+    def from_file(cls, path: str | Path, name: str | None = None) -> Taskset:
+        """A taskset from a file, as HUD's ``Taskset.from_file``.
+
+        ``.jsonl``: one task per line. ``.json``: a list of tasks (HUD's task files: ``env``
+        as a name or ``{"name": ...}``, the scenario as ``scenario`` or ``id``). ``.py``: a
+        Python file that defines tasks: a list named ``tasks``, or else every :class:`Task`
+        and :class:`Taskset` at module level, in order. A Python file is run to find them,
+        and the environment references in any task file name code that runs when the task
+        does: open files you did not write before you run them.
+        """
+        path = Path(path)
+        if path.suffix == ".py":
+            return cls._from_python(path, name)
+        if path.suffix == ".json":
+            try:
+                rows = json.loads(path.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                raise WorkbenchError(f"{path}: not a JSON task file ({e})") from None
+            if isinstance(rows, dict):
+                rows = rows.get("tasks", [rows])
+            tasks = []
+            for i, row in enumerate(rows):
+                try:
+                    tasks.append(Task.model_validate(row))
+                except pydantic.ValidationError as e:
+                    first = str(e).splitlines()[0]
+                    raise WorkbenchError(f"{path}: task {i}: not a task ({first})") from None
+            return cls(name or path.stem, tasks)
+        return cls.load_jsonl(path, name=name)
+
+    @classmethod
+    def _from_python(cls, path: Path, name: str | None) -> Taskset:
+        module = _import_path(str(path))
+        found = getattr(module, "tasks", None)
+        if isinstance(found, Taskset):
+            return cls(name or found.name, found.tasks, found.description)
+        if not isinstance(found, list | tuple):
+            found = []
+            for value in vars(module).values():
+                if isinstance(value, Task):
+                    found.append(value)
+                elif isinstance(value, Taskset):
+                    found.extend(value.tasks)
+        tasks = [t for t in found if isinstance(t, Task)]
+        if not tasks:
+            raise WorkbenchError(
+                f"{path} defines no tasks: make a list named `tasks`, or Task objects at "
+                "module level (e.g. `task = env('checkout', product_name='laptop')`)"
+            )
+        return cls(name or path.stem, tasks)
+
     def to_dataset(self) -> datasets.Dataset:
         """A ``datasets.Dataset`` with columns env, scenario, args (JSON text), slug."""
         import datasets
@@ -230,7 +358,15 @@ def _resolve(ref: str) -> Environment:
     return env
 
 
+def _on_path(folder: Path) -> None:
+    if str(folder) not in sys.path and not (folder == Path.cwd() and "" in sys.path):
+        sys.path.append(str(folder))
+
+
 def _import_module(name: str, ref: str):
+    # `module:attr` names a module in the current directory, as a user expects (and as
+    # `python -m` would find it); the `workbench` command does not put it on the path.
+    _on_path(Path.cwd())
     try:
         return importlib.import_module(name)
     except ModuleNotFoundError as e:
@@ -253,7 +389,14 @@ def _import_path(path: str):
     spec = importlib.util.spec_from_file_location(name, file)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    # As `python file.py` would: the file's folder is on the path, so a HUD project's
+    # tasks.py can `from env import scenario`.
+    _on_path(file.parent)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:
+        del sys.modules[name]
+        raise WorkbenchError(f"{path}: importing it failed: {type(e).__name__}: {e}") from e
     for attr, value in vars(module).items():
         if isinstance(value, Environment) and value._ref is None:
             value.ref = f"{file}:{attr}"  # so tasks made from it resolve in any process
@@ -288,10 +431,11 @@ def load_taskset(name_or_path: str | Path, store=None) -> Taskset:
     if text in shipped:  # read from the file each time: it changes with the code
         return Taskset.load_jsonl(shipped[text], name=text)
     path = Path(text)
-    if path.suffix == ".jsonl" and path.exists():
-        return Taskset.load_jsonl(path)
+    if path.suffix in (".jsonl", ".json", ".py") and path.exists():
+        return Taskset.from_file(path)
     known = sorted(set(store.list_tasksets()) | set(shipped))
     raise UnknownTasksetError(
         f"unknown taskset '{text}': use a stored name ({', '.join(known) or 'none'}) "
-        "or a path to a JSONL file (`workbench tasks import FILE` stores one)"
+        "or a path to a task file: .jsonl, .json or a .py that defines tasks "
+        "(`workbench tasks import FILE` stores one)"
     )
