@@ -7,9 +7,14 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import test_store
+from conftest import TOY
 
+import workbench
 from workbench.leaderboard import (
     BASE_COLUMNS,
+    clustered_mean_interval,
+    clustered_success_interval,
     leaderboard,
     mean_interval,
     pass_at_k,
@@ -114,6 +119,95 @@ def test_mean_interval_approaches_the_normal_interval_for_large_samples():
     assert (high - low) / 2 == pytest.approx(1.96 * se, rel=2e-3)
 
 
+# --- intervals clustered by task -----------------------------------------------------------
+
+# t(0.975, 9 df): ten tasks give nine degrees of freedom.
+T975_9 = 2.2622
+
+
+def by_task(model: str, outcomes: list[float], group_size: int) -> pd.DataFrame:
+    """Runs of tasks t0, t1, ...: every run of task i has reward ``outcomes[i]`` (so a task
+    is all-pass or all-fail: its runs are perfectly correlated)."""
+    return traces(*(runs(model, f"t{i}", [float(o)] * group_size) for i, o in enumerate(outcomes)))
+
+
+SIX_OF_TEN = [1, 1, 1, 1, 1, 1, 0, 0, 0, 0]
+
+
+def test_perfectly_correlated_runs_widen_the_interval_beyond_the_naive_one():
+    # 10 tasks x 4 runs, each task all-pass or all-fail: 24 successes of 40 runs, but the
+    # 40 runs carry no more information than the 10 tasks.
+    row = leaderboard(by_task("m", SIX_OF_TEN, group_size=4)).iloc[0]
+    assert row["success_rate"] == 0.6
+    naive_low, naive_high = wilson_interval(24, 40)  # what the leaderboard said before
+    assert row["success_low"] < naive_low and row["success_high"] > naive_high
+    # As wide as 9 independent runs (T - 1), with t(9 df) in place of 1.96.
+    clustered = wilson_interval(0.6 * 9, 9, z=T975_9)
+    assert (row["success_low"], row["success_high"]) == pytest.approx(clustered)
+
+    # The reward interval too. By hand: task reward sums r_i are 4 (x6) or 0 (x4), the mean
+    # m = 0.6, sum (r_i - 4 m)^2 = 6 * 1.6^2 + 4 * 2.4^2 = 38.4, and the clustered variance
+    # is 10/9 * 38.4 / 40^2 = 0.026667, so the half-width is t(9) * 0.16330 = 0.36942.
+    naive = mean_interval([float(o) for o in SIX_OF_TEN for _ in range(4)])
+    assert row["reward_low"] < naive[1] and row["reward_high"] > naive[2]
+    half = T975_9 * math.sqrt(10 / 9 * 38.4 / 40**2)
+    assert row["reward_low"] == pytest.approx(0.6 - half)
+    assert row["reward_high"] == pytest.approx(0.6 + half)
+
+
+def test_with_one_run_per_task_the_intervals_are_exactly_the_independent_ones():
+    rewards = [1.0, 1.0, 0.2, 1.0, 0.0, 0.7, 1.0, 0.0, 0.4, 1.0]
+    row = leaderboard(by_task("m", rewards, group_size=1)).iloc[0]
+    assert (row["success_low"], row["success_high"]) == wilson_interval(6, 10)  # >= 0.5
+    # (to the last bit but one: the board sums per task first)
+    reward = (row["mean_reward"], row["reward_low"], row["reward_high"])
+    assert reward == pytest.approx(mean_interval(rewards), rel=1e-12)
+
+
+def test_the_runs_of_one_task_are_independent_draws_in_the_per_task_table():
+    table = per_task(by_task("m", [1.0, 0.0], group_size=4)).set_index("task")
+    # One task, one cluster: its interval is about that task's own success rate.
+    assert (table.loc["t0", "success_low"], table.loc["t0", "success_high"]) == (
+        wilson_interval(4, 4)
+    )
+
+
+def test_when_every_run_succeeds_the_interval_assumes_the_worst_correlation():
+    row = leaderboard(by_task("m", [1.0] * 10, group_size=4)).iloc[0]
+    # The runs agree, so they may be perfectly correlated: 10 observations, not 40.
+    assert row["success_high"] == 1.0
+    assert row["success_low"] == pytest.approx(wilson_interval(10, 10, z=T975_9)[0])
+    assert row["success_low"] < wilson_interval(40, 40)[0]
+
+
+def test_the_clustered_interval_is_never_narrower_than_the_naive_one():
+    # Every task exactly 2 of 4: the sandwich variance is 0, yet runs of a task are
+    # independent draws at best, so the interval is at least that of independent runs.
+    frame = traces(*(runs("m", f"t{i}", [1.0, 1.0, 0.0, 0.0]) for i in range(10)))
+    row = leaderboard(frame).iloc[0]
+    naive_low, naive_high = wilson_interval(20, 40)
+    assert row["success_low"] <= naive_low and row["success_high"] >= naive_high
+    naive = mean_interval(frame["reward"])
+    assert row["reward_low"] <= naive[1] and row["reward_high"] >= naive[2]
+
+
+def test_the_interval_functions_give_the_leaderboards_numbers():
+    frame = traces(
+        runs("m", "a", [1.0, 1.0, 0.0]),
+        runs("m", "b", [0.0, 0.0]),
+        runs("m", "c", [1.0, 0.5, 1.0, 1.0]),
+    )
+    row = leaderboard(frame).iloc[0]
+    rate, low, high = clustered_success_interval([2, 0, 4], [3, 2, 4])
+    assert (row["success_rate"], row["success_low"], row["success_high"]) == pytest.approx(
+        (rate, low, high)
+    )
+    mean, low, high = clustered_mean_interval([[1.0, 1.0, 0.0], [0.0, 0.0], [1.0, 0.5, 1.0, 1.0]])
+    assert (row["mean_reward"], row["reward_low"], row["reward_high"]) == pytest.approx(
+        (mean, low, high)
+    )
+
+
 # --- leaderboard ---------------------------------------------------------------------------
 
 
@@ -128,7 +222,9 @@ def test_leaderboard_ranks_an_expert_above_a_weak_model():
     assert list(board["model"]) == ["expert", "weak"]
     expert, weak = board.iloc[0], board.iloc[1]
     assert expert["success_rate"] == 1.0 and expert["success_high"] == 1.0
-    assert expert["success_low"] > weak["success_low"]
+    # Five successes, but on two tasks: the interval rests on the tasks (clustered).
+    assert expert["success_low"] == clustered_success_interval([3, 2], [3, 2])[1]
+    assert expert["success_low"] < wilson_interval(5, 5)[0]
     assert weak["success_rate"] == pytest.approx(1 / 3)
     assert weak["mean_reward"] == pytest.approx(0.4)
     assert expert["tasks"] == 2 and weak["tasks"] == 1
@@ -142,10 +238,10 @@ def test_leaderboard_breaks_success_rate_ties_by_mean_reward():
 def test_leaderboard_columns_come_in_documented_order():
     board = leaderboard(traces(runs("m", "t1", [1.0, 0.0])))
     assert list(board.columns) == ["model", *BASE_COLUMNS, "pass@1", "pass@2"]
-    assert BASE_COLUMNS[:4] == ["runs", "successes", "failures", "errors"]
+    assert BASE_COLUMNS[:5] == ["runs", "successes", "failures", "errors", "timeouts"]
 
 
-def test_errors_are_counted_apart_from_failures_and_score_zero():
+def test_errors_and_timeouts_are_counted_apart_from_failures():
     board = leaderboard(
         runs(
             "m",
@@ -155,10 +251,21 @@ def test_errors_are_counted_apart_from_failures_and_score_zero():
         )
     )
     row = board.iloc[0]
-    assert (row["runs"], row["successes"], row["failures"], row["errors"]) == (4, 1, 2, 1)
+    counts = ("runs", "successes", "failures", "errors", "timeouts")
+    assert tuple(row[list(counts)]) == (4, 1, 1, 1, 1)
     # The errored run's recorded reward (0.8, a "success") does not count.
     assert row["success_rate"] == pytest.approx(0.25)
     assert row["mean_reward"] == pytest.approx(0.25)
+
+
+def test_a_run_graded_a_success_before_its_timeout_is_a_success():
+    # Every run is exactly one of: success, failure, error, timeout.
+    board = leaderboard(
+        runs("m", "t1", [1.0, 0.0, 0.0, 0.0], ["timeout", "timeout", "max_steps", "done"])
+    )
+    row = board.iloc[0]
+    assert (row["successes"], row["timeouts"], row["failures"], row["errors"]) == (1, 1, 2, 0)
+    assert row["successes"] + row["failures"] + row["errors"] + row["timeouts"] == row["runs"]
 
 
 def test_cancelled_runs_are_ignored():
@@ -168,6 +275,7 @@ def test_cancelled_runs_are_ignored():
     without = leaderboard(runs("m", "t1", [1.0, 0.0]))
     assert with_cancelled.iloc[0]["runs"] == 2
     assert with_cancelled.iloc[0]["failures"] == 1
+    assert with_cancelled.iloc[0]["timeouts"] == 0
     pd.testing.assert_frame_equal(with_cancelled, without)
 
 
@@ -236,3 +344,61 @@ def test_per_task_has_one_row_per_model_and_task_sorted():
     assert list(table["tasks"]) == [1, 1, 1, 1]
     assert table.iloc[0]["pass@3"] == 1.0
     assert np.isnan(table.iloc[1]["pass@3"])
+
+
+# --- SQL and pandas agree ------------------------------------------------------------------
+
+db = test_store.db  # the store on SQLite, and on PostgreSQL when a server answers
+
+
+def test_clustered_intervals_and_timeouts_are_the_same_from_sql_and_from_the_runs(db):
+    """Store.leaderboard sums runs per (model, task) in SQL; the intervals computed from
+    those sums equal the ones from the runs, on SQLite and on PostgreSQL."""
+    import random
+
+    from workbench.leaderboard import per_task_from_cells
+    from workbench.traces import Trace
+
+    rng = random.Random(12)
+    stored = []
+    for model in ("scripted:expert", "scripted:weak", "openai:gpt-x"):
+        for task in (f"t{i}" for i in range(6)):
+            solid = rng.random() < 0.5  # runs of a task go mostly one way
+            for g in range(rng.randint(1, 4)):
+                stop = rng.choice(["done", "done", "done", "max_steps", "timeout", "error"])
+                reward = 1.0 if solid and rng.random() < 0.9 else rng.choice([0.0, 0.5, 1.0])
+                stored.append(
+                    Trace(
+                        job_id="job-c",
+                        taskset="clustered",
+                        task=task,
+                        model=model,
+                        group_index=g,
+                        reward=reward,
+                        stop_reason=stop,
+                    )
+                )
+    db.add_traces(stored)
+    runs_df = db.traces_df(taskset="clustered")
+    board = db.leaderboard(taskset="clustered")
+    pd.testing.assert_frame_equal(board, leaderboard(runs_df))
+    cells = db.run_cells(taskset="clustered", by=["model", "task"])
+    pd.testing.assert_frame_equal(per_task_from_cells(cells), per_task(runs_df))
+    totals = board[["runs", "successes", "failures", "errors", "timeouts"]].sum()
+    assert totals["timeouts"] == sum(t.stop_reason == "timeout" and not t.success for t in stored)
+    assert totals["failures"] == sum(
+        t.stop_reason in ("done", "max_steps") and not t.success for t in stored
+    )
+    assert totals["runs"] == totals[["successes", "failures", "errors", "timeouts"]].sum()
+
+
+async def test_runs_that_time_out_are_timeouts_not_failures(store):
+    """A job whose runs outlive their time limit: every run a timeout, none a failure."""
+    toy = workbench.resolve_environment(TOY)
+    tasks = workbench.Taskset("toy-timeouts", [toy.task("count", target=t) for t in (1, 2, 3)])
+    # scripted:slow waits 50 ms before anything else; the limit is 10 ms.
+    job = await workbench.evaluate(tasks, "scripted:slow", group_size=2, timeout=0.01)
+    row = job.leaderboard().iloc[0]
+    counts = ("runs", "successes", "failures", "errors", "timeouts")
+    assert tuple(row[list(counts)]) == (6, 0, 0, 0, 6)
+    assert row["success_rate"] == 0.0

@@ -15,7 +15,7 @@ async def test_the_loop_lifts_held_out_success_with_non_overlapping_intervals(st
     base, trained = board.loc["local:smollm2-135m"], board.loc[result.fork]
     assert base["runs"] == trained["runs"] == 60
     assert trained["success_low"] > base["success_high"], result.leaderboard.to_string()
-    assert result.separated
+    assert result.separated and result.better  # paired by task, the interval excludes 0
     # the checkpoint remembers its data and its held-out result
     ckpt = workbench.checkpoints(result.fork)[0]
     assert ckpt.manifest["data"]["jobs"] == [result.teacher.id]

@@ -11,6 +11,7 @@ job.leaderboard()
 """
 
 from workbench.agent import Agent, create_agent
+from workbench.compare import Comparison, compare
 from workbench.environment import Environment, Scenario, Tool
 from workbench.errors import WorkbenchError
 from workbench.jobs import (
@@ -49,6 +50,8 @@ __all__ = [
     "RunConfig",
     "RunFinished",
     "RunStarted",
+    "Comparison",
+    "compare",
     "Scenario",
     "Step",
     "Store",

@@ -180,6 +180,7 @@ def _leaderboard_table(df, title: str) -> Table:
     for col in pass_cols:
         table.add_column(col, justify="right")
     table.add_column("errors", justify="right")
+    table.add_column("timeouts", justify="right")
     for r in df.to_dict("records"):
         table.add_row(
             r["model"],
@@ -188,6 +189,7 @@ def _leaderboard_table(df, title: str) -> Table:
             f"{r['mean_reward']:.2f} [{r['reward_low']:.2f}, {r['reward_high']:.2f}]",
             *[_fmt(r[c]) for c in pass_cols],
             str(r["errors"]),
+            str(r["timeouts"]),
         )
     return table
 
@@ -217,7 +219,7 @@ def leaderboard_command(
         )
     if by_task:
         table = Table(title=f"Per task · {taskset}", title_justify="left")
-        for col in ("model", "task", "runs", "success", "mean reward", "errors"):
+        for col in ("model", "task", "runs", "success", "mean reward", "errors", "timeouts"):
             table.add_column(col)
         for r in per_task_from_cells(cells).to_dict("records"):
             table.add_row(
@@ -227,10 +229,26 @@ def leaderboard_command(
                 f"{r['success_rate']:.0%}",
                 f"{r['mean_reward']:.2f}",
                 str(r["errors"]),
+                str(r["timeouts"]),
             )
         console.print(table)
         return
     console.print(_leaderboard_table(leaderboard_from_cells(cells), taskset))
+
+
+@app.command("compare")
+def compare_command(
+    a: str = typer.Argument(..., help="Baseline: a job id (or prefix), or a model id."),
+    b: str = typer.Argument(..., help="Compared with A: a job id (or prefix), or a model id."),
+    taskset: str = typer.Option(
+        None, "--taskset", "-t", help="Taskset of model ids (default: a job's taskset)."
+    ),
+) -> None:
+    """Paired comparison of B against A on the tasks both ran: the difference in success
+    rate with its 95% interval, and the tasks that flipped each way."""
+    from workbench.compare import compare, render_comparison
+
+    console.print(render_comparison(compare(a, b, taskset=taskset)))
 
 
 # -- jobs and traces ----------------------------------------------------------------------
@@ -455,10 +473,13 @@ def loop_command(
         )
     )
     console.print(_leaderboard_table(result.leaderboard, "arithmetic-heldout · before and after"))
-    verdict = "do not overlap" if result.separated else "[red]overlap[/]"
+    from workbench.compare import render_comparison
+
+    console.print(render_comparison(result.comparison))
+    verdict = "[green]better[/]" if result.better else "[red]not shown to be better[/]"
     console.print(
-        f"The 95% intervals of {result.base} and {result.fork} {verdict}. "
-        f"`workbench models checkpoints {result.fork}` shows the tree."
+        f"{result.fork} against {result.base} on the held-out tasks, paired by task: "
+        f"{verdict}. `workbench models checkpoints {result.fork}` shows the tree."
     )
 
 
@@ -470,19 +491,60 @@ def serve_command(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback default)."),
     port: int = typer.Option(8000, "--port"),
     api_key: str = typer.Option(
-        None, "--api-key", envvar="WORKBENCH_API_KEY", help="Require this bearer key."
+        None,
+        "--api-key",
+        envvar="WORKBENCH_API_KEY",
+        help="Require this bearer key (default: a fresh one, printed at start).",
+    ),
+    no_auth: bool = typer.Option(
+        False, "--no-auth", help="Serve without a key: any local process may call it."
+    ),
+    env: list[str] = typer.Option(
+        None,
+        "--env",
+        help="Also serve tasks of this environment (shop, pkg.module:attr, path/to/file.py:attr); "
+        "the shipped ones are always served. Its code is imported at start.",
+    ),
+    max_body_mb: float = typer.Option(4.0, "--max-body-mb", help="Largest request body, in MB."),
+    max_connections: int = typer.Option(
+        1024, "--max-connections", help="Open connections at most (the oldest idle one yields)."
     ),
     preload: list[str] = typer.Option(
         None, "--preload", help="Load a model before serving, e.g. local:smollm2-135m."
     ),
 ) -> None:
     """Serve every model id over an OpenAI-compatible API (/v1/models, /v1/chat/completions)."""
-    from workbench.gateway import serve
+    from workbench.gateway import allowed_environments, check_api_key, new_api_key, serve
 
+    if max_body_mb <= 0 or max_connections < 1:
+        raise WorkbenchError("--max-body-mb and --max-connections must be positive")
+    if no_auth and api_key is not None:
+        raise WorkbenchError("--no-auth and an API key (--api-key or WORKBENCH_API_KEY) contradict")
+    check_api_key(api_key)
+    allowed_environments(env or ())  # a bad --env fails now, before anything is printed
+    if no_auth:
+        Console(stderr=True).print(
+            "[bold yellow]warning:[/] serving without an API key (--no-auth): any process on "
+            "this machine that can reach the port may use these models"
+        )
+    elif api_key is None:
+        api_key = new_api_key()
+        console.print(
+            f"API key: {api_key}  (choose one with --api-key or WORKBENCH_API_KEY)", soft_wrap=True
+        )
     for model_id in preload or []:
         console.print(f"loading {model_id} …")
-    console.print(f"serving the OpenAI-compatible API at http://{host}:{port}/v1")
-    serve(host=host, port=port, api_key=api_key, preload=preload)
+    console.print(f"serving the OpenAI-compatible API at http://{host}:{port}/v1", soft_wrap=True)
+    serve(
+        host=host,
+        port=port,
+        api_key=api_key,
+        preload=preload,
+        no_auth=no_auth,
+        environments=env or (),
+        max_body=int(max_body_mb * (1 << 20)),
+        max_connections=max_connections,
+    )
 
 
 @app.command("dashboard")

@@ -1,11 +1,56 @@
 """Leaderboards over evaluation traces: success rates, mean rewards and pass@k with intervals.
 
-The input is a DataFrame with one row per run and at least the columns ``model``, ``task``,
-``group_index``, ``reward``, ``stop_reason`` and ``success``. Runs stopped as ``"cancelled"``
-are left out entirely. Runs stopped as ``"error"`` count as runs and as errors (never as
-failures), and score as unsuccessful with reward 0.
+```python
+from workbench.leaderboard import leaderboard
+leaderboard(job.traces_df())     # one row per model, 95% intervals clustered by task
+```
 
-Everything is computed with vectorised group sums, so a million runs take well under a second.
+The input is a DataFrame with one row per run and at least the columns ``model``, ``task``,
+``reward``, ``stop_reason`` and ``success``. Runs stopped as ``"cancelled"`` are left out
+entirely. Every other run is exactly one of: a success, a failure, an error or a timeout.
+An errored run (``"error"``) is unsuccessful with reward 0. A timed-out run (``"timeout"``)
+keeps the reward it was graded (0 when it was not graded); when it had already reached a
+success before the clock ran out it counts as a success, otherwise as a timeout. Neither
+errors nor timeouts are ever counted as failures; both count in the success rate's
+denominator (a run that did not succeed).
+
+How the intervals are computed (95%, clustered by task)
+-------------------------------------------------------
+Runs of one task are not independent: a model that solves a task usually solves it again.
+So the runs of a task are one cluster, and an interval rests on the number of tasks, not
+only on the number of runs. For a group (a model) with T tasks, task i having n_i runs,
+s_i successes and reward sum r_i, N = sum n_i:
+
+- **One run per task** (every n_i = 1), or a single task (T = 1, as in the per-task
+  table): the runs are independent and the intervals are exact as before: the Wilson
+  score interval for the success rate, and the Student-t interval (N - 1 df) for the mean
+  reward.
+- **Several runs per task**: the estimate is the ratio p = sum s_i / N (the same success
+  rate), and its variance is the cluster-robust (sandwich) variance of a ratio estimator,
+  as Inspect AI's clustered standard error computes it:
+  ``V = T / (T - 1) * sum (s_i - p n_i)^2 / N^2``.
+  The success interval is the Wilson interval at the *effective sample size*
+  ``n_eff = p (1 - p) / V`` with the Student-t quantile for T - 1 degrees of freedom in
+  place of 1.96 (the effective-sample-size adjustment survey statistics makes for a
+  proportion, as Korn and Graubard's does): it stays inside [0, 1] and keeps Wilson's
+  behaviour near 0 and 1. ``n_eff`` is at most N: runs of a task are independent draws
+  given the task, so clustering can only add variance, and an estimate of less (a design
+  effect below 1) is noise that would make the interval too narrow. The clustered
+  interval is therefore never narrower than the one for independent runs. When every run
+  succeeded, or none did, the data cannot tell how correlated the runs are, and the
+  interval takes the worst case, ``n_eff = T`` (one observation per task).
+  The mean reward ``m = sum r_i / N`` gets the same sandwich variance with r_i in place of
+  s_i, never below the variance of independent runs, and a t interval (T - 1 df) clipped
+  to [0, 1].
+
+So with runs of a task perfectly correlated (each task all-pass or all-fail), an interval
+from T tasks x k runs is about as wide as one from T runs, not T x k; with one run per task
+the intervals are exactly those of independent runs. Paired comparisons of two models on
+the same tasks are in :mod:`workbench.compare`.
+
+Everything is computed with vectorised group sums from per-(model, task) cells (runs,
+successes, reward sum and sum of squares), which SQL computes too
+(:meth:`workbench.store.Store.run_cells`), so a million runs take well under a second.
 """
 
 from __future__ import annotations
@@ -19,6 +64,9 @@ import pandas as pd
 __all__ = [
     "wilson_interval",
     "mean_interval",
+    "clustered_success_interval",
+    "clustered_mean_interval",
+    "paired_interval",
     "pass_at_k",
     "leaderboard",
     "per_task",
@@ -35,6 +83,7 @@ BASE_COLUMNS = [
     "successes",
     "failures",
     "errors",
+    "timeouts",
     "success_rate",
     "success_low",
     "success_high",
@@ -71,10 +120,14 @@ def _t975(df: np.ndarray) -> np.ndarray:
     return np.where(df >= _T975_NORMAL_FROM_DF, 1.96, out)
 
 
-def _wilson(successes: np.ndarray, n: np.ndarray, z: float = 1.96) -> tuple[np.ndarray, np.ndarray]:
-    """Vectorised Wilson score interval; groups with n == 0 get (0, 1)."""
+def _wilson(
+    successes: np.ndarray, n: np.ndarray, z: float | np.ndarray = 1.96
+) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised Wilson score interval (``n`` and ``z`` may be fractional, per group);
+    groups with n == 0 get (0, 1)."""
     s = np.asarray(successes, dtype=np.float64)
     n = np.asarray(n, dtype=np.float64)
+    z = np.asarray(z, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         p = s / n
         z2 = z * z
@@ -127,6 +180,120 @@ def mean_interval(values: Iterable[float]) -> tuple[float, float, float]:
         np.array([arr.size]), np.array([arr.sum()]), np.array([np.square(arr).sum()])
     )
     return float(mean[0]), float(low[0]), float(high[0])
+
+
+def _clustered_success(
+    n: np.ndarray, s: np.ndarray, tasks: np.ndarray, dev_sq: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Success intervals clustered by task, per group (see the module docstring).
+
+    ``n``, ``s``: runs and successes; ``tasks``: clusters (>= 2); ``dev_sq``: the sum over
+    tasks of (s_i - p n_i)^2. The Wilson interval at the effective sample size, with t(T-1).
+    """
+    n = np.asarray(n, dtype=np.float64)
+    tasks = np.asarray(tasks, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = np.asarray(s, dtype=np.float64) / n
+        var = tasks / (tasks - 1.0) * dev_sq / (n * n)
+        spread = p * (1.0 - p)
+        # var == 0 < spread (every task at the same rate): spread / var is inf, capped at n.
+        # spread == 0 (all or nothing): the correlation is unknown; take the worst case.
+        n_eff = np.where(spread > 0, np.minimum(n, spread / var), tasks)
+    z = _t975(np.maximum(tasks - 1, 1))
+    return _wilson(p * n_eff, n_eff, z)
+
+
+def _clustered_mean(
+    n: np.ndarray, total: np.ndarray, total_sq: np.ndarray, tasks: np.ndarray, dev_sq: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean reward and its t interval clustered by task, per group (see the module docstring).
+
+    ``dev_sq``: the sum over tasks of (r_i - m n_i)^2, r_i a task's reward sum. The variance
+    is the sandwich one, never below that of independent runs; t with T - 1 df.
+    """
+    n = np.asarray(n, dtype=np.float64)
+    tasks = np.asarray(tasks, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = total / n
+        naive = np.maximum(total_sq - n * mean * mean, 0.0) / (n - 1.0) / n
+        clustered = tasks / (tasks - 1.0) * dev_sq / (n * n)
+        half = _t975(np.maximum(tasks - 1, 1)) * np.sqrt(np.maximum(clustered, naive))
+    return mean, np.clip(mean - half, 0.0, 1.0), np.clip(mean + half, 0.0, 1.0)
+
+
+def clustered_success_interval(
+    successes: Iterable[int], runs: Iterable[int]
+) -> tuple[float, float, float]:
+    """Success rate over tasks (``successes[i]`` of ``runs[i]`` on task i) with its 95%
+    interval, clustered by task: ``(rate, low, high)``.
+
+    One run per task, or a single task: the Wilson interval, as :func:`wilson_interval`.
+    Several runs per task: the Wilson interval at the effective sample size given by the
+    cluster-robust variance (the module docstring says how).
+
+    >>> clustered_success_interval([4, 4, 0, 0], [4, 4, 4, 4])  # each task all or nothing
+    (0.5, 0.06..., 0.93...)
+    """
+    s = np.asarray(list(successes), dtype=np.float64)
+    n = np.asarray(list(runs), dtype=np.float64)
+    if s.shape != n.shape or (s < 0).any() or (s > n).any():
+        raise ValueError("need one successes <= runs pair per task")
+    total_n, total_s = n.sum(), s.sum()
+    if len(n) < 2 or n.max(initial=0) <= 1:
+        low, high = _wilson(np.array([total_s]), np.array([total_n]))
+    else:
+        dev_sq = np.square(s - total_s / total_n * n).sum()
+        low, high = _clustered_success(
+            np.array([total_n]), np.array([total_s]), np.array([len(n)]), np.array([dev_sq])
+        )
+    rate = total_s / total_n if total_n else math.nan
+    return float(rate), float(low[0]), float(high[0])
+
+
+def clustered_mean_interval(rewards: Iterable[Iterable[float]]) -> tuple[float, float, float]:
+    """Mean reward with its 95% t interval clustered by task: ``rewards[i]`` are the rewards
+    of task i's runs. One run per task, or a single task: :func:`mean_interval`."""
+    groups = [np.asarray(list(r), dtype=np.float64) for r in rewards]
+    groups = [g for g in groups if g.size]
+    values = np.concatenate(groups) if groups else np.zeros(0)
+    if len(groups) < 2 or max(g.size for g in groups) <= 1:
+        return mean_interval(values)
+    n = np.array([g.size for g in groups], dtype=np.float64)
+    sums = np.array([g.sum() for g in groups])
+    dev_sq = np.square(sums - values.mean() * n).sum()
+    mean, low, high = _clustered_mean(
+        np.array([n.sum()]),
+        np.array([sums.sum()]),
+        np.array([np.square(values).sum()]),
+        np.array([len(groups)]),
+        np.array([dev_sq]),
+    )
+    return float(mean[0]), float(low[0]), float(high[0])
+
+
+def paired_interval(differences: Iterable[float]) -> tuple[float, float, float]:
+    """Mean of paired per-task differences (each in [-1, 1]) with its 95% Student-t
+    interval (n - 1 df), clipped to [-1, 1]: ``(mean, low, high)``.
+
+    No differences: ``(nan, -1, 1)``; one: no spread to estimate, ``(d, -1, 1)``. When every
+    task moved by the same amount the sample spread is 0 and a t interval would have no
+    width (two tasks that both flipped would count as proof). The spread is then taken as
+    that of the differences plus one task that moved the other way by as much (n df): the
+    least disagreement the data could have shown. With one run per task, it takes five
+    tasks that all flipped the same way for the interval to exclude 0 (the sign test
+    needs six).
+    """
+    d = np.asarray(list(differences), dtype=np.float64)
+    if d.size == 0:
+        return math.nan, -1.0, 1.0
+    mean = float(d.mean())
+    if d.size == 1:
+        return mean, -1.0, 1.0
+    df = d.size - 1
+    if np.ptp(d) == 0.0:  # not std() == 0: the mean of equal floats can be off by an ulp
+        d, df = np.append(d, -d[0]), d.size
+    half = float(_t975(np.array([df]))[0]) * float(d.std(ddof=1)) / math.sqrt(d.size)
+    return mean, max(mean - half, -1.0), min(mean + half, 1.0)
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -193,7 +360,7 @@ def _empty_board(by_cols: list[str]) -> pd.DataFrame:
 
 
 # Per (group, task) cell: what every statistic of the leaderboard is computed from.
-CELL_COLUMNS = ["runs", "successes", "errors", "reward_sum", "reward_sq"]
+CELL_COLUMNS = ["runs", "successes", "errors", "timeouts", "reward_sum", "reward_sq"]
 
 
 def _cell_keys(by_cols: list[str]) -> list[str]:
@@ -201,9 +368,11 @@ def _cell_keys(by_cols: list[str]) -> list[str]:
 
 
 def run_cells(traces: pd.DataFrame, by: str | list[str] = "model") -> pd.DataFrame:
-    """Runs summed per (``by``, task) cell: runs, successes, errors, reward sum and squares.
+    """Runs summed per (``by``, task) cell: runs, successes, errors, timeouts, reward sum
+    and sum of squares.
 
-    Cancelled runs are left out; an errored run counts as an error, unsuccessful, reward 0.
+    Cancelled runs are left out; an errored run counts as an error, unsuccessful, reward 0;
+    a timed-out run that did not succeed counts as a timeout (see the module docstring).
     :meth:`workbench.store.Store.run_cells` computes the same table in SQL.
     """
     by_cols = [by] if isinstance(by, str) else list(by)
@@ -217,12 +386,14 @@ def run_cells(traces: pd.DataFrame, by: str | list[str] = "model") -> pd.DataFra
     runs = traces.loc[kept] if not kept.all() else traces
     error = (runs["stop_reason"] == "error").to_numpy(dtype=bool)
     success = runs["success"].fillna(False).to_numpy(dtype=bool) & ~error
+    timeout = (runs["stop_reason"] == "timeout").to_numpy(dtype=bool) & ~success
     reward = np.where(error, 0.0, runs["reward"].to_numpy(dtype=np.float64))
     code, cells = _group_codes(runs, keys)
     for name, weights in (
         ("runs", None),
         ("successes", success),
         ("errors", error),
+        ("timeouts", timeout),
         ("reward_sum", reward),
         ("reward_sq", reward * reward),
     ):
@@ -244,13 +415,16 @@ def leaderboard(traces: pd.DataFrame, by: str | list[str] = "model") -> pd.DataF
     """Rank groups of runs (by default, models) by success rate, then mean reward.
 
     One row per group with columns: the ``by`` columns, ``runs``, ``successes``,
-    ``failures``, ``errors``, ``success_rate`` with its 95% Wilson interval
-    (``success_low``, ``success_high``), ``mean_reward`` with its 95% t interval
-    (``reward_low``, ``reward_high``), ``tasks`` (distinct tasks), then ``pass@1`` ...
-    ``pass@K`` where K is the most runs any one (group, task) cell has. A group's pass@k is
-    the mean over its tasks with at least k runs of the unbiased pass@k estimate (NaN when
-    no task has k runs). Cancelled runs are ignored; errored runs count as errors, not
-    failures, and as unsuccessful with reward 0.
+    ``failures``, ``errors``, ``timeouts`` (these four add up to ``runs``),
+    ``success_rate`` with its 95% interval (``success_low``, ``success_high``),
+    ``mean_reward`` with its 95% interval (``reward_low``, ``reward_high``), ``tasks``
+    (distinct tasks), then ``pass@1`` ... ``pass@K`` where K is the most runs any one
+    (group, task) cell has. The intervals are clustered by task when a task has several
+    runs, and exact (Wilson; t) with one run per task: the module docstring says how. A
+    group's pass@k is the mean over its tasks with at least k runs of the unbiased pass@k
+    estimate (NaN when no task has k runs). Cancelled runs are ignored; errored runs count
+    as errors, not failures, and as unsuccessful with reward 0; timed-out runs that did not
+    succeed count as timeouts, not failures.
     """
     return leaderboard_from_cells(run_cells(traces, by), by)
 
@@ -273,22 +447,39 @@ def leaderboard_from_cells(cells: pd.DataFrame, by: str | list[str] = "model") -
     def per_group(values: np.ndarray) -> np.ndarray:
         return np.bincount(group_code, weights=values, minlength=n_groups)
 
+    def counts(column: str) -> np.ndarray:
+        return per_group(cells[column].to_numpy(np.float64)).round().astype(np.int64)
+
     n = per_group(cell_n).round().astype(np.int64)
     successes = per_group(cell_c).round().astype(np.int64)
-    errors = per_group(cells["errors"].to_numpy(np.float64)).round().astype(np.int64)
+    errors, timeouts = counts("errors"), counts("timeouts")
+    tasks = np.bincount(group_code, minlength=n_groups).astype(np.int64)
+    cell_r = cells["reward_sum"].to_numpy(np.float64)
+    reward_sum, reward_sq = per_group(cell_r), per_group(cells["reward_sq"].to_numpy(np.float64))
     board["runs"] = n
     board["successes"] = successes
-    board["failures"] = n - successes - errors
+    board["failures"] = n - successes - errors - timeouts
     board["errors"] = errors
+    board["timeouts"] = timeouts
     board["success_rate"] = successes / n
-    board["success_low"], board["success_high"] = _wilson(successes, n)
-    mean, low, high = _t_interval(
-        n,
-        per_group(cells["reward_sum"].to_numpy(np.float64)),
-        per_group(cells["reward_sq"].to_numpy(np.float64)),
-    )
-    board["mean_reward"], board["reward_low"], board["reward_high"] = mean, low, high
-    board["tasks"] = np.bincount(group_code, minlength=n_groups).astype(np.int64)
+
+    # Exact intervals where runs are independent; clustered by task where a task has several.
+    low, high = _wilson(successes, n)
+    mean, r_low, r_high = _t_interval(n, reward_sum, reward_sq)
+    largest_cell = np.zeros(n_groups)
+    np.maximum.at(largest_cell, group_code, cell_n)
+    clustered = (tasks >= 2) & (largest_cell >= 2)
+    if clustered.any():
+        rate = (successes / n)[group_code]
+        dev_s = per_group(np.square(cell_c - rate * cell_n))
+        c_low, c_high = _clustered_success(n, successes, tasks, dev_s)
+        low, high = np.where(clustered, c_low, low), np.where(clustered, c_high, high)
+        dev_r = per_group(np.square(cell_r - (reward_sum / n)[group_code] * cell_n))
+        _, c_low, c_high = _clustered_mean(n, reward_sum, reward_sq, tasks, dev_r)
+        r_low, r_high = np.where(clustered, c_low, r_low), np.where(clustered, c_high, r_high)
+    board["success_low"], board["success_high"] = low, high
+    board["mean_reward"], board["reward_low"], board["reward_high"] = mean, r_low, r_high
+    board["tasks"] = tasks
 
     passes = {}
     max_k = int(cell_n.max()) if len(cell_n) else 0

@@ -22,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from workbench.compare import Comparison, compare
 from workbench.jobs import Job, evaluate, progress_bar
 from workbench.leaderboard import leaderboard
 from workbench.store import Store, get_store
@@ -38,6 +39,12 @@ class LoopResult:
     teacher: Job
     after: Job
     leaderboard: pd.DataFrame  # base and fork on the held-out taskset
+    comparison: Comparison  # the fork (b) against the base model (a), paired by task
+
+    @property
+    def better(self) -> bool:
+        """Whether the fork is better: the paired 95% interval of its gain lies above 0."""
+        return self.comparison.better is True
 
     @property
     def separated(self) -> bool:
@@ -107,4 +114,5 @@ async def run_loop(
         },
         store,
     )
-    return LoopResult(base_id, name, checkpoint, before, taught, after, board)
+    comparison = compare(before, after, store=store)
+    return LoopResult(base_id, name, checkpoint, before, taught, after, board, comparison)

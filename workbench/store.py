@@ -417,12 +417,15 @@ class Store:
             raise WorkbenchError(f"cannot group runs by {unknown}: use trace columns")
         keys = [t.c[c] for c in _cell_keys(by_cols)]
         error = t.c.stop_reason == "error"
+        success = t.c.success & ~error
+        timeout = (t.c.stop_reason == "timeout") & ~success  # one that had succeeded counts so
         counted = sa.case((error, 0.0), else_=t.c.reward)
         query = sa.select(
             *keys,
             sa.func.count().label("runs"),
-            sa.func.sum(sa.case((t.c.success & ~error, 1), else_=0)).label("successes"),
+            sa.func.sum(sa.case((success, 1), else_=0)).label("successes"),
             sa.func.sum(sa.case((error, 1), else_=0)).label("errors"),
+            sa.func.sum(sa.case((timeout, 1), else_=0)).label("timeouts"),
             sa.func.sum(counted).label("reward_sum"),
             sa.func.sum(counted * counted).label("reward_sq"),
         ).where(t.c.stop_reason != "cancelled")
