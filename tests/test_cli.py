@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import TOY, run_cli
 
+import workbench
+
 
 def test_eval_shop_basics_shows_progress_and_a_leaderboard_with_intervals(workbench_home):
     out = run_cli(
@@ -142,6 +144,8 @@ def test_a_job_killed_with_sigkill_resumes_to_exactly_every_run(tmp_path, workbe
     ((job_id, status),) = db.execute("select id, status from jobs").fetchall()
     killed_at = db.execute("select count(*) from traces").fetchone()[0]
     assert status == "running" and 60 <= killed_at < 240
+    listed = run_cli("jobs")  # any later process sees that the job's process is gone
+    assert "interrupted" in listed.stdout and f"--resume {job_id}" in listed.stdout
 
     out = run_cli("eval", "--resume", job_id[:6])
     assert out.returncode == 0, out.stderr
@@ -149,3 +153,33 @@ def test_a_job_killed_with_sigkill_resumes_to_exactly_every_run(tmp_path, workbe
     assert len(rows) == 60 * 2 * 2 == len(set(rows))
     assert db.execute("select status from jobs").fetchone()[0] == "finished"
     assert db.execute("pragma integrity_check").fetchone()[0] == "ok"
+
+
+@pytest.mark.parametrize(
+    "option, value, says",
+    [
+        ("--group-size", "-1", "group_size: Input should be greater than or equal to 1"),
+        ("--group-size", "99999999999999999999", "group_size: Input should be less than"),
+        ("--max-steps", "0", "max_steps: Input should be greater than or equal to 1"),
+        ("--max-concurrent", "0", "max_concurrent: Input should be greater than or equal to 1"),
+        ("--timeout", "-5", "timeout: Input should be greater than 0"),
+        ("--top-p", "1.5", "top_p: Input should be less than or equal to 1"),
+        ("--max-tokens", "0", "max_tokens: Input should be greater than or equal to 1"),
+    ],
+)
+def test_a_bad_option_is_one_line_and_exit_code_2(option, value, says):
+    out = run_cli("eval", "shop-basics", "scripted:expert", option, value)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert says in out.stderr and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) <= 2  # one line (rich may wrap it)
+
+
+def test_every_bad_option_is_named_at_once_and_a_model_twice_is_refused():
+    out = run_cli("eval", "shop-basics", "scripted:expert", "scripted:expert", "-g", "0")
+    assert out.returncode == 2
+    assert "group_size" in out.stderr and "listed twice" in out.stderr
+
+
+async def test_a_misspelt_option_is_an_error_naming_the_right_one():
+    with pytest.raises(workbench.WorkbenchError, match="unknown option 'timout'.*'timeout'"):
+        await workbench.evaluate("shop-basics", "scripted:expert", timout=5)

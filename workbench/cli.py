@@ -51,8 +51,38 @@ def main() -> None:
     try:
         app()
     except WorkbenchError as e:
-        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(e))}")
-        sys.exit(2)
+        _fail(str(e))
+    except OSError as e:  # a path too long, a full disk, a read-only folder: the user's to fix
+        name = str(e.filename or "")
+        name = name if len(name) <= 120 else f"{name[:60]}…{name[-40:]}"
+        where = f" ({name})" if name else ""
+        _fail(f"{e.strerror or e}{where}")
+    except Exception as e:
+        message = _database_problem(e)
+        if message is None:
+            raise  # a bug: keep the traceback
+        _fail(message)
+
+
+def _fail(message: str) -> None:
+    Console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    sys.exit(2)
+
+
+def _database_problem(error: Exception) -> str | None:
+    """A one-line message for a database that cannot be used (corrupt, read-only, locked)."""
+    import sqlalchemy.exc
+
+    if not isinstance(error, sqlalchemy.exc.DBAPIError | sqlalchemy.exc.ArgumentError):
+        return None
+    from workbench.config import database_url
+
+    cause = str(getattr(error, "orig", None) or error).splitlines()[0]
+    url = database_url().split("@")[-1]  # no password in the message
+    return (
+        f"the database {url} cannot be used: {cause} "
+        "(set WORKBENCH_HOME to a writable folder, or WORKBENCH_DATABASE_URL)"
+    )
 
 
 # -- eval ---------------------------------------------------------------------------------
@@ -60,14 +90,22 @@ def main() -> None:
 
 @app.command("eval")
 def eval_command(
-    taskset: str = typer.Argument(None, help="Stored or shipped taskset name, or a JSONL file."),
+    taskset: str = typer.Argument(
+        None, help="Stored or shipped taskset name, or a task file (.jsonl, .json, .py)."
+    ),
     models: list[str] = typer.Argument(None, help="Model ids, e.g. scripted:expert."),
-    group_size: int = typer.Option(1, "--group-size", "-g", help="Runs per task per model."),
-    max_steps: int = typer.Option(10, "--max-steps", help="Model calls per run."),
-    max_concurrent: int = typer.Option(16, "--max-concurrent", help="Runs in flight at once."),
+    group_size: int = typer.Option(
+        None, "--group-size", "-g", help="Runs per task per model [default: 1]."
+    ),
+    max_steps: int = typer.Option(None, "--max-steps", help="Model calls per run [default: 10]."),
+    max_concurrent: int = typer.Option(
+        None, "--max-concurrent", help="Runs in flight at once [default: 16]."
+    ),
     timeout: float = typer.Option(None, "--timeout", help="Seconds per run."),
     task_ids: str = typer.Option(None, "--task-ids", help="Comma-separated task slugs."),
     temperature: float = typer.Option(None, "--temperature"),
+    top_p: float = typer.Option(None, "--top-p"),
+    max_tokens: int = typer.Option(None, "--max-tokens", help="Tokens per model answer."),
     seed: int = typer.Option(None, "--seed"),
     resume: str = typer.Option(None, "--resume", help="Finish an interrupted job by id."),
     runtime: str = typer.Option(
@@ -76,7 +114,7 @@ def eval_command(
         help="isolated, inprocess, subprocess or docker (default: each environment's own).",
     ),
     backend: str = typer.Option(
-        "asyncio", "--backend", help="asyncio (this process) or ray (actors on a Ray cluster)."
+        None, "--backend", help="asyncio (this process, the default) or ray (Ray actors)."
     ),
     address: str = typer.Option(
         None, "--address", help="Ray cluster address (default: start a local Ray on 127.0.0.1)."
@@ -96,6 +134,7 @@ def eval_command(
                 "give a taskset and at least one model, e.g. "
                 "`workbench eval shop-basics scripted:expert scripted:weak`"
             )
+        # Only what was given goes on: RunConfig holds the defaults and checks every value.
         job = jobs.create_job(
             taskset,
             models,
@@ -105,9 +144,13 @@ def eval_command(
             timeout=timeout,
             task_ids=[t.strip() for t in task_ids.split(",")] if task_ids else None,
             temperature=temperature,
+            top_p=top_p,
+            max_tokens=max_tokens,
             seed=seed,
-            runtime=_runtime(runtime),
-            **_backend(backend, address, workers),
+            runtime=runtime,
+            backend=backend,
+            address=address,
+            workers=workers,
         )
     console.print(
         f"job [bold]{job.id}[/]: {len(job.taskset)} tasks x {len(job.config.models)} models "
@@ -119,22 +162,6 @@ def eval_command(
     _run_with_progress(job)
     console.print(_leaderboard_table(job.leaderboard(), f"{job.taskset.name} · job {job.id}"))
     console.print(f"traces: `workbench trace ID` (ids: `workbench jobs {job.id}`)")
-
-
-def _backend(name: str, address: str | None, workers: int | None) -> dict:
-    if name not in ("asyncio", "ray"):
-        raise WorkbenchError(f"unknown backend '{name}': use asyncio or ray")
-    if name != "ray" and (address or workers):
-        raise WorkbenchError("--address and --workers go with --backend ray")
-    return {"backend": name, "address": address, "workers": workers}
-
-
-def _runtime(name: str | None) -> str | None:
-    from workbench.runtimes import RUNTIMES
-
-    if name is not None and name not in RUNTIMES:
-        raise WorkbenchError(f"unknown runtime '{name}': use one of {', '.join(RUNTIMES)}")
-    return name
 
 
 def _run_with_progress(job) -> None:
@@ -170,7 +197,8 @@ def _run_with_progress(job) -> None:
 
 
 def _leaderboard_table(df, title: str) -> Table:
-    """Success rate and mean reward with 95% intervals, pass@k at the largest k, errors."""
+    """Success rate and mean reward with 95% intervals (clustered by task), pass@k at the
+    largest k, errors and timeouts (apart from failures)."""
     table = Table(title=f"Leaderboard · {title}", title_justify="left")
     table.add_column("model", style="bold", overflow="fold", min_width=15)
     table.add_column("runs", justify="right")
@@ -267,6 +295,11 @@ def jobs_command(
         row = store.get_job(job)
         df = store.traces_df(job_id=row["id"]).sort_values(["task", "model", "group_index"])
         table = Table(title=f"job {row['id']} · {row['taskset']} · {row['status']}")
+        if row["status"] == "interrupted":
+            console.print(
+                f"[yellow]interrupted[/]: its process is gone; resume with "
+                f"`workbench eval --resume {row['id']}`"
+            )
         for col in ("trace", "task", "model", "group", "reward", "stop", "steps"):
             table.add_column(col)
         for r in df.head(limit).to_dict("records"):
@@ -300,6 +333,12 @@ def jobs_command(
             str(r["created_at"])[:19],
         )
     console.print(table)
+    stopped = df.loc[df["status"] == "interrupted", "id"].tolist()
+    if stopped:
+        console.print(
+            f"interrupted jobs (their process died) resume with "
+            f"`workbench eval --resume {stopped[0]}`" + (" (and the others)" if stopped[1:] else "")
+        )
 
 
 @app.command("trace")
@@ -518,8 +557,11 @@ def serve_command(
 
     if max_body_mb <= 0 or max_connections < 1:
         raise WorkbenchError("--max-body-mb and --max-connections must be positive")
-    if no_auth and api_key is not None:
+    if api_key is None:  # click reads an empty variable as unset; here it must be an error
+        api_key = os.environ.get("WORKBENCH_API_KEY")
+    if no_auth and api_key:
         raise WorkbenchError("--no-auth and an API key (--api-key or WORKBENCH_API_KEY) contradict")
+    api_key = None if no_auth else api_key
     check_api_key(api_key)
     allowed_environments(env or ())  # a bad --env fails now, before anything is printed
     if no_auth:

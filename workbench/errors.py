@@ -44,3 +44,35 @@ class NotFoundError(WorkbenchError, LookupError):
 
 class ConfigError(WorkbenchError):
     """The workbench config file is malformed or names something missing."""
+
+
+class OptionsError(WorkbenchError, ValueError):
+    """Options of a job, a training run or a request that do not validate."""
+
+
+def one_line(error, model: type | None = None, owner: str = "") -> str:
+    """A pydantic ``ValidationError`` as one line a user can act on: every bad field at once,
+    and for an unknown option the closest valid name (``timout`` -> did you mean ``timeout``?).
+
+    The one formatter for options everywhere (API, CLI, dialogs).
+    """
+    import difflib
+
+    known = list(getattr(model, "model_fields", {}) or {})
+    parts = []
+    for item in error.errors():
+        name = ".".join(str(p) for p in item["loc"]) or "options"
+        if item["type"] == "missing":
+            parts.append(f"'{name}' is required")
+        elif item["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            parts.append(f"unknown option '{name}'{hint}")
+        elif item["type"] == "too_short" and name == "models":
+            parts.append("choose at least one model")
+        else:
+            message = item["msg"].removeprefix("Value error, ")
+            got = item.get("input")
+            shown = "" if isinstance(got, dict) else f" (got {got!r})"
+            parts.append(f"{name}: {message}{shown}")
+    return (f"{owner}: " if owner else "") + "; ".join(parts)

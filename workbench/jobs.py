@@ -26,7 +26,7 @@ import pandas as pd
 import pydantic
 
 from workbench.agent import DEFAULT_MAX_STEPS, Agent
-from workbench.errors import WorkbenchError
+from workbench.errors import OptionsError, WorkbenchError, one_line
 from workbench.models import ALIASES, Sampling, ScriptedModel, get_model
 from workbench.runs import EvalContext
 from workbench.runtimes import choose_runtime
@@ -37,17 +37,23 @@ from workbench.traces import Trace
 
 
 class RunConfig(pydantic.BaseModel):
-    """Everything that configures a job: the API, the CLI and the run dialog all fill this."""
+    """Everything that configures a job: the API, the CLI and the run dialog all fill this.
+
+    The one home of every option's default and bounds: the API and the CLI pass only what
+    the user set. An unknown option is an error naming the closest valid one.
+    """
+
+    model_config = pydantic.ConfigDict(extra="forbid", allow_inf_nan=False)
 
     models: list[str] = pydantic.Field(min_length=1)
-    group_size: int = pydantic.Field(1, ge=1)
-    max_steps: int = pydantic.Field(DEFAULT_MAX_STEPS, ge=1)
-    max_concurrent: int = pydantic.Field(16, ge=1)
+    group_size: int = pydantic.Field(1, ge=1, le=100_000, description="runs per task per model")
+    max_steps: int = pydantic.Field(DEFAULT_MAX_STEPS, ge=1, le=10_000)
+    max_concurrent: int = pydantic.Field(16, ge=1, le=100_000)
     timeout: float | None = pydantic.Field(None, gt=0, description="seconds per run")
     task_ids: list[str] | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    max_tokens: int | None = None
+    temperature: float | None = pydantic.Field(None, ge=0, le=2)
+    top_p: float | None = pydantic.Field(None, gt=0, le=1)
+    max_tokens: int | None = pydantic.Field(None, ge=1, le=1_000_000)
     seed: int | None = None
     backend: Literal["asyncio", "ray"] = pydantic.Field(
         "asyncio", description="asyncio: this process; ray: actors on a Ray cluster"
@@ -56,23 +62,38 @@ class RunConfig(pydantic.BaseModel):
         None, description="Ray cluster address (ray backend); None: a local Ray on 127.0.0.1"
     )
     workers: int | None = pydantic.Field(
-        None, ge=1, description="Ray actors (ray backend); None: one per CPU of the cluster"
+        None, ge=1, le=10_000, description="Ray actors (ray backend); None: one per CPU"
     )
     runtime: Literal["isolated", "inprocess", "subprocess", "docker"] | None = pydantic.Field(
         None, description="where environments run; None: each environment's default"
     )
+
+    @classmethod
+    def of(cls, **options: Any) -> RunConfig:
+        """A config from the options a user set (None means "unset": the default applies);
+        bad options raise one :class:`OptionsError` that names every one of them."""
+        try:
+            return cls(**{k: v for k, v in options.items() if v is not None})
+        except pydantic.ValidationError as e:
+            raise OptionsError(one_line(e, cls)) from None
 
     @pydantic.field_validator("models")
     @classmethod
     def _resolve_aliases(cls, models: list[str]) -> list[str]:
         # Stored as what an alias stands for, the id its traces carry, so resume and the
         # leaderboard key on one id.
-        return [ALIASES.get(m, m) for m in models]
+        models = [ALIASES.get(m, m) for m in models]
+        twice = sorted({m for m in models if models.count(m) > 1})
+        if twice:  # the job would wait for ever for runs it never starts
+            raise ValueError(f"name each model once: {', '.join(twice)} is listed twice")
+        return models
 
     @pydantic.model_validator(mode="after")
     def _ray_options_need_ray(self) -> RunConfig:
         if self.backend != "ray" and (self.address or self.workers):
-            raise ValueError("address and workers are options of the ray backend (backend='ray')")
+            raise ValueError(
+                "address and workers go with the ray backend (--backend ray, backend='ray')"
+            )
         return self
 
     @property
@@ -133,19 +154,55 @@ Event = JobStarted | RunStarted | Step | RunFinished | JobFinished
 # -- writing traces in batches ------------------------------------------------------------
 
 
+def _write_patience() -> float:
+    """Seconds a batch of traces is retried before the job fails (WORKBENCH_WRITE_PATIENCE)."""
+    import os
+
+    return float(os.environ.get("WORKBENCH_WRITE_PATIENCE", "120"))
+
+
+def _transient(error: Exception) -> bool:
+    """A write that may succeed if tried again: a lock held by another process, a dropped
+    connection. A full disk or a corrupt file will not, so the job fails at once."""
+    import sqlalchemy.exc
+
+    if not isinstance(error, sqlalchemy.exc.OperationalError):
+        return False
+    text = str(error.orig).lower()
+    return error.connection_invalidated or "locked" in text or "busy" in text
+
+
+class TraceWriteError(WorkbenchError):
+    """Finished runs could not be stored: the job fails rather than say it finished."""
+
+
 class TraceWriter:
     """Buffers finished traces and writes them in one transaction per batch.
 
     A batch goes out when it is full or ``interval`` seconds after its first trace, so a
     killed process loses at most that much finished work (which a resume then re-runs).
+    Writes run in a thread, one at a time and in order, so a slow or locked database never
+    blocks the event loop. A failed write is retried with backoff for ``patience`` seconds
+    while its traces stay buffered; if it still fails, :meth:`close` raises
+    :class:`TraceWriteError` and the job fails: it never says "finished" with a run missing.
     """
 
-    def __init__(self, store: Store, batch_size: int = 256, interval: float = 0.05):
+    def __init__(
+        self,
+        store: Store,
+        batch_size: int = 256,
+        interval: float = 0.05,
+        patience: float = 120.0,
+    ):
         self.store = store
         self.batch_size = batch_size
         self.interval = interval
+        self.patience = patience
+        self.written = 0
         self._buffer: list[Trace] = []
         self._timer: asyncio.TimerHandle | None = None
+        self._writing: asyncio.Task | None = None
+        self._failed: BaseException | None = None
 
     def add(self, trace: Trace) -> None:
         self._buffer.append(trace)
@@ -155,11 +212,54 @@ class TraceWriter:
             self._timer = asyncio.get_running_loop().call_later(self.interval, self.flush)
 
     def flush(self) -> None:
+        """Start writing what is buffered (unless a write is under way: it takes it next)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        batch, self._buffer = self._buffer, []
-        self.store.add_traces(batch)
+        if self._writing is None or self._writing.done():
+            self._writing = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        while self._buffer and self._failed is None:
+            batch = self._buffer[: self.batch_size]
+            try:
+                await self._write(batch)
+            except Exception as e:  # kept: close() reports it, the traces stay buffered
+                self._failed = e
+                return
+            del self._buffer[: len(batch)]
+            self.written += len(batch)
+
+    async def _write(self, batch: list[Trace]) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.patience
+        delay = 0.05
+        while True:
+            try:
+                await asyncio.to_thread(self.store.add_traces, batch)
+                return
+            except Exception as e:
+                if not _transient(e) or loop.time() + delay > deadline:
+                    raise
+                await asyncio.sleep(delay)  # another process holds the lock: wait and retry
+                delay = min(delay * 2, 5.0)
+
+    async def close(self) -> None:
+        """Write everything buffered; raises :class:`TraceWriteError` if it cannot."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._writing is not None:
+            await asyncio.shield(self._writing)
+        if self._buffer and self._failed is None:
+            self._writing = asyncio.get_running_loop().create_task(self._drain())
+            await asyncio.shield(self._writing)
+        if self._failed is not None or self._buffer:
+            raise TraceWriteError(
+                f"{len(self._buffer)} finished runs could not be stored "
+                f"({type(self._failed).__name__}: {str(self._failed).splitlines()[0]}); "
+                "the job is marked failed: resume it when the database is writable"
+            )
 
 
 # -- the job ------------------------------------------------------------------------------
@@ -275,23 +375,32 @@ class Job:
                     if (task.slug, model, group_index) not in finished:
                         yield task, model, group_index
 
-    async def _run(self) -> None:
+    async def _backend(self) -> Callable:
+        """How this job plays one run: in this process, or on Ray actors."""
         config = self.config
         if config.backend == "ray":
             from workbench.ray_backend import connect
 
             pool = await connect(config.address, config.workers)
-            run_one = partial(pool.run, self)
-        else:
-            agents = {m: make_agent(m, config) for m in config.models}
-            run_one = lambda task, model, group_index: self._run_one(  # noqa: E731
-                agents[model], task, group_index
-            )
-        writer = TraceWriter(self.store)
+            return partial(pool.run, self)
+        agents = {m: make_agent(m, config) for m in config.models}
+        return lambda task, model, group_index: self._run_one(agents[model], task, group_index)
+
+    async def _run(self) -> None:
+        try:
+            run_one = await self._backend()
+        except BaseException:  # Ray did not start: the job failed, it is not "running"
+            self.status = "failed"
+            self.store.set_job_status(self.id, "failed")
+            self._emit(JobFinished(self.id, self.status, self.done, self.errors))
+            raise
+        writer = TraceWriter(self.store, patience=_write_patience())
         finished = self.store.finished_runs(self.id)
         self.done = len(finished)
         self.status = "running"
         self.store.set_job_status(self.id, "running")
+        self.store.claim_job(self.id)
+        heartbeat = asyncio.get_running_loop().create_task(self._heartbeat())
         self._emit(JobStarted(self.id, self.total, self.done))
         pending = self._pending_runs(finished)
 
@@ -312,9 +421,30 @@ class Job:
             with isolated_scope():
                 await self._work(worker)
         finally:
-            writer.flush()
-            self.store.set_job_status(self.id, self.status)
-            self._emit(JobFinished(self.id, self.status, self.done, self.errors))
+            heartbeat.cancel()
+            try:
+                await writer.close()
+            except TraceWriteError:
+                self.status = "failed"  # never "finished" with a run missing
+                raise
+            finally:
+                try:
+                    self.store.set_job_status(self.id, self.status)
+                except Exception:
+                    if self.status != "failed":  # the write error is the one to report
+                        raise
+                self._emit(JobFinished(self.id, self.status, self.done, self.errors))
+
+    async def _heartbeat(self) -> None:
+        """Tell later processes this job's process is alive (else it shows "interrupted")."""
+        from workbench.store import HEARTBEAT_SECONDS
+
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            try:
+                await asyncio.to_thread(self.store.job_heartbeat, self.id)
+            except Exception:  # a busy database: the next beat will do
+                pass
 
     async def _work(self, worker: Callable[[], Any]) -> None:
         """Run ``max_concurrent`` workers to the end; the job's status says how it ended."""
@@ -444,7 +574,7 @@ def create_job(
     if config is None:
         if isinstance(models, str):
             models = [models]
-        config = RunConfig(models=models or [], **options)
+        config = RunConfig.of(models=models or [], **options)
     taskset = _as_taskset(taskset, store)
     if config.task_ids:
         taskset = taskset.select(config.task_ids)
@@ -486,12 +616,12 @@ def start(
 
 
 async def evaluate(
-    taskset: Taskset | str,
+    taskset: Taskset | str | list[Task],
     models: str | list[str] | None = None,
     *,
-    group_size: int = 1,
-    max_steps: int = DEFAULT_MAX_STEPS,
-    max_concurrent: int = 16,
+    group_size: int | None = None,
+    max_steps: int | None = None,
+    max_concurrent: int | None = None,
     store: Store | None = None,
     on_event: Callable[[Event], None] | None = None,
     **options: Any,
@@ -499,11 +629,11 @@ async def evaluate(
     """Evaluate models on a taskset and wait for the job to finish.
 
     Args:
-        taskset: a Taskset, a stored or shipped taskset name, or a JSONL path.
+        taskset: a Taskset, a list of tasks, a stored or shipped taskset name, or a task file.
         models: one model id or a list (``scripted:expert``, ``openai:gpt-4o-mini``, ...).
-        group_size: runs per task per model.
-        max_steps: model calls per run.
-        max_concurrent: runs in flight at once.
+        group_size: runs per task per model (default 1).
+        max_steps: model calls per run (default 10).
+        max_concurrent: runs in flight at once (default 16).
         on_event: called with every event (progress bars, widgets).
         **options: the rest of :class:`RunConfig` (timeout, task_ids, temperature, ...).
     """

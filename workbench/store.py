@@ -9,6 +9,7 @@ a resumed or retried job never duplicates a run.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Iterable
@@ -47,6 +48,39 @@ jobs_table = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("finished_at", sa.Float),
 )
+
+# Which process runs a job, so that any later process can tell a running job from one whose
+# process died (SIGKILL, a crash, a reboot): its status then reads "interrupted".
+job_owners_table = sa.Table(
+    "job_owners",
+    metadata,
+    sa.Column("job_id", sa.String, primary_key=True),
+    sa.Column("host", sa.String, nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("pid_started", sa.String, nullable=False),  # boot id + start time of the pid
+    sa.Column("heartbeat", sa.Float, nullable=False),
+)
+HEARTBEAT_SECONDS = 20.0  # a job's process says it is alive this often
+_STALE_SECONDS = 6 * HEARTBEAT_SECONDS  # ... and is taken for dead after this long silent
+
+
+def _process_token(pid: int) -> str:
+    """What tells this pid's process from a later one with the same pid: boot id + start."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        started = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+        return f"{boot}:{started}"
+    except (OSError, IndexError):
+        return ""  # not Linux: the heartbeat decides
+
+
+def _owner_alive(row) -> bool:
+    import socket
+
+    if row.host == socket.gethostname() and row.pid_started:
+        return _process_token(row.pid) == row.pid_started
+    return time.time() - row.heartbeat < _STALE_SECONDS
+
 
 traces_table = sa.Table(
     "traces",
@@ -125,7 +159,9 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process kills
-    cursor.execute("PRAGMA busy_timeout=10000")
+    # How long a write waits for another process's lock before it fails (and the trace
+    # writer retries it); WORKBENCH_SQLITE_BUSY_MS for tests and very busy machines.
+    cursor.execute(f"PRAGMA busy_timeout={int(os.environ.get('WORKBENCH_SQLITE_BUSY_MS', 10000))}")
     cursor.close()
 
 
@@ -255,6 +291,44 @@ class Store:
                     created_at=time.time(),
                 )
             )
+        self.claim_job(job_id)
+
+    def claim_job(self, job_id: str) -> None:
+        """Record that this process runs the job (a resume by another process re-claims it)."""
+        import socket
+
+        row = {
+            "job_id": job_id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "pid_started": _process_token(os.getpid()),
+            "heartbeat": time.time(),
+        }
+        stmt = self._insert(job_owners_table).values(**row)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["job_id"], set_={k: v for k, v in row.items() if k != "job_id"}
+        )
+        with self._lock, self.engine.begin() as conn:
+            conn.execute(stmt)
+
+    def job_heartbeat(self, job_id: str) -> None:
+        with self._lock, self.engine.begin() as conn:
+            conn.execute(
+                job_owners_table.update()
+                .where(job_owners_table.c.job_id == job_id)
+                .values(heartbeat=time.time())
+            )
+
+    def _interrupted(self, job_ids: list[str]) -> set[str]:
+        """Of these "running" jobs, those whose process is gone."""
+        if not job_ids:
+            return set()
+        o = job_owners_table
+        with self.engine.connect() as conn:
+            owners = {
+                r.job_id: r for r in conn.execute(sa.select(o).where(o.c.job_id.in_(job_ids)))
+            }
+        return {j for j in job_ids if j not in owners or not _owner_alive(owners[j])}
 
     def set_job_status(self, job_id: str, status: str) -> None:
         finished = None if status == "running" else time.time()
@@ -281,6 +355,8 @@ class Store:
         """A job's row (config and tasks parsed); accepts a unique id prefix."""
         row = self._by_id_prefix(jobs_table, job_id, "job", "see `workbench jobs`")
         job = dict(row._mapping)
+        if job["status"] == "running" and self._interrupted([job["id"]]):
+            job["status"] = "interrupted"
         job["config"] = json.loads(job["config"])
         job["tasks"] = [Task.model_validate(t) for t in json.loads(job["tasks"])]
         return job
@@ -333,6 +409,8 @@ class Store:
                 ]
             )
         df["models"] = [", ".join(json.loads(c)["models"]) for c in df.pop("config")]
+        gone = self._interrupted(df.loc[df["status"] == "running", "id"].tolist())
+        df.loc[df["id"].isin(gone), "status"] = "interrupted"  # its process died
         for col in ("created_at", "finished_at"):
             df[col] = pd.to_datetime(df[col], unit="s")
         return df

@@ -235,15 +235,20 @@ class Taskset:
     def load_jsonl(cls, path: str | Path, name: str | None = None) -> Taskset:
         path = Path(path)
         tasks = []
-        with path.open() as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    tasks.append(Task.model_validate(json.loads(line)))
-                except (json.JSONDecodeError, pydantic.ValidationError) as e:
-                    first = str(e).splitlines()[0]
-                    raise WorkbenchError(f"{path}:{lineno}: not a task ({first})") from None
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as e:
+            raise WorkbenchError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+        except OSError as e:
+            raise WorkbenchError(f"{path}: cannot be read ({e.strerror or e})") from None
+        for lineno, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                tasks.append(Task.model_validate(json.loads(line)))
+            except (json.JSONDecodeError, pydantic.ValidationError) as e:
+                first = str(e).splitlines()[0]
+                raise WorkbenchError(f"{path}:{lineno}: not a task ({first})") from None
         return cls(name or path.stem, tasks)
 
     @classmethod
