@@ -72,3 +72,35 @@ def test_a_full_disk(tmp_path, mounts):
         "eval", "shop-basics", "scripted:expert", "scripted:weak", "-g", "20", home=home
     )
     assert out.returncode == 2 and "full" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_smaller_inputs_are_refused_or_handled(tmp_path, monkeypatch):
+    """Issue 11, finding 7: wildcards in id prefixes, a shipped taskset's name, absurd
+    latencies, and what a training run killed mid-way leaves behind."""
+    import os
+
+    import workbench
+    from workbench.errors import NotFoundError, UnknownModelError
+    from workbench.store import Store
+    from workbench.training.sft import _remove_abandoned
+
+    store = Store(f"sqlite:///{tmp_path}/w.db")
+    store.add_trace(workbench.Trace(job_id="j", task="t", model="m", group_index=0))
+    for wildcard in ("%", "_"):
+        with pytest.raises(NotFoundError):
+            store.get_trace(wildcard)  # a character, not "any trace"
+
+    ts = workbench.Taskset("shop-basics", [workbench.Task(env="shop", scenario="checkout")])
+    with pytest.raises(workbench.WorkbenchError, match="name of a shipped taskset"):
+        store.save_taskset(ts)
+
+    for latency in ("nan", "inf", "1e308", "-1"):
+        with pytest.raises(UnknownModelError, match="0 to 3600"):
+            workbench.get_model(f"scripted:expert?latency={latency}")
+
+    folder = tmp_path / "models" / "fork"
+    dead, live = folder / ".partial-20260101-x-999999999", folder / f".partial-x-{os.getpid()}"
+    dead.mkdir(parents=True)
+    live.mkdir()
+    _remove_abandoned(folder)
+    assert not dead.exists() and live.exists()  # a live training run keeps its folder

@@ -241,6 +241,13 @@ class Store:
     # -- tasksets -------------------------------------------------------------------------
 
     def save_taskset(self, taskset: Taskset) -> None:
+        from workbench.tasks import builtin_tasksets
+
+        if taskset.name in builtin_tasksets():  # the leaderboard would mix the two
+            raise WorkbenchError(
+                f"'{taskset.name}' is the name of a shipped taskset: store it under another "
+                "name (--name)"
+            )
         row = {
             "name": taskset.name,
             "description": taskset.description,
@@ -343,7 +350,8 @@ class Store:
         """The one row whose id starts with ``prefix`` (ids are long; people type a few)."""
         with self.engine.connect() as conn:
             rows = conn.execute(
-                sa.select(table).where(table.c.id.startswith(prefix)).limit(2)
+                # autoescape: a % or _ the user typed is a character, not a wildcard
+                sa.select(table).where(table.c.id.startswith(prefix, autoescape=True)).limit(2)
             ).all()
         if not rows:
             raise NotFoundError(f"no {kind} '{prefix}' ({hint})")

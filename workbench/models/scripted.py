@@ -115,9 +115,9 @@ class ScriptedModel:
                 latency = float(value)
             except ValueError:
                 latency = -1.0
-            if key != "latency" or latency < 0:
+            if key != "latency" or not 0 <= latency <= 3600:  # also refuses nan and inf
                 raise UnknownModelError(
-                    f"bad option '{option}' in {self.model_id}: the one option is latency=SECONDS"
+                    f"bad option '{option}' in {self.model_id}: the one option is latency=SECONDS, 0 to 3600"
                 )
             self.latency = latency
 

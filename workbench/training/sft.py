@@ -51,6 +51,26 @@ class TrainConfig(pydantic.BaseModel):
     max_per_task: int | None = None
 
 
+def _remove_abandoned(folder: Path) -> None:
+    """Remove what a training run killed mid-way (SIGKILL: no cleanup ran) left behind: a
+    ``.partial-ID-PID`` folder whose process is gone."""
+    if not folder.is_dir():
+        return
+    for partial in folder.glob(".partial-*"):
+        pid = partial.name.rsplit("-", 1)[-1]
+        alive = False
+        if pid.isdigit():
+            try:
+                os.kill(int(pid), 0)
+                alive = True
+            except ProcessLookupError:
+                alive = False
+            except PermissionError:
+                alive = True
+        if not alive:
+            shutil.rmtree(partial, ignore_errors=True)
+
+
 def _versions() -> dict[str, str]:
     found = {}
     for package in ("workbench", "torch", "transformers", "trl", "peft", "unsloth"):
@@ -150,7 +170,8 @@ def train(
     parent = fork_.head
     ckpt_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     folder = registry.models_dir(name)
-    partial = folder / f".partial-{ckpt_id}"
+    _remove_abandoned(folder)
+    partial = folder / f".partial-{ckpt_id}-{os.getpid()}"
     final = folder / ckpt_id
     partial.mkdir(parents=True)
     started = time.time()
