@@ -492,3 +492,18 @@ async def test_scripted_models_find_the_policies_through_the_task():
     (tool_call,) = completion.message["tool_calls"]
     assert tool_call["function"]["name"] == "search_products"
     assert json.loads(tool_call["function"]["arguments"]) == {"query": "Gaming Mouse"}
+
+
+def test_an_environment_cannot_take_a_name_that_is_taken():
+    """Stored tasks name their environment: a notebook's Environment("shop") must not
+    silently replace the shipped shop for them."""
+    from workbench import Environment
+    from workbench.errors import WorkbenchError
+
+    with pytest.raises(WorkbenchError, match="name of a shipped environment"):
+        Environment("shop")
+    first = Environment("twice-here")
+    assert Environment("twice-here") is not first  # the same module again: a cell re-run
+    namespace = {"__name__": "another_module", "Environment": Environment}
+    with pytest.raises(WorkbenchError, match="already exists"):
+        exec("Environment('twice-here')", namespace)

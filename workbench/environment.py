@@ -46,6 +46,29 @@ if TYPE_CHECKING:
 _LOCAL_ENVIRONMENTS: dict[str, Environment] = {}
 
 
+def _claim_name(env: Environment) -> None:
+    """Refuse a name another environment has: stored tasks name their environment by it, so
+    a notebook's ``Environment("shop")`` would silently replace the shipped shop for them.
+    The same module defining it again (a notebook cell run twice) replaces it."""
+    import importlib.util
+
+    from workbench.errors import WorkbenchError
+
+    ours = env._module == f"environments.{env.name}"
+    if not ours and env.name.isidentifier():
+        if importlib.util.find_spec(f"environments.{env.name}") is not None:
+            raise WorkbenchError(
+                f"'{env.name}' is the name of a shipped environment (environments/{env.name}): "
+                "give yours another name"
+            )
+    taken = _LOCAL_ENVIRONMENTS.get(env.name)
+    if taken is not None and taken._module != env._module:
+        raise WorkbenchError(
+            f"an environment named '{env.name}' already exists (made in {taken._module}): "
+            "give this one another name"
+        )
+
+
 def _state_param(fn: Callable, state_type: Any) -> str | None:
     """The name of the parameter that receives the run's state, if the function declares one."""
     for name, param in inspect.signature(fn).parameters.items():
@@ -255,6 +278,7 @@ class Environment:
         self._manual: Episode | None = None  # the state of `async with env:` (by hand)
         self._module = sys._getframe(1).f_globals.get("__name__", "__main__")
         self._ref: str | None = None
+        _claim_name(self)
         _LOCAL_ENVIRONMENTS[name] = self
 
     @property
