@@ -34,37 +34,14 @@ if TYPE_CHECKING:
 RuntimeName = Literal["isolated", "inprocess", "subprocess", "docker"]
 RUNTIMES: tuple[str, ...] = ("isolated", "inprocess", "subprocess", "docker")
 
-# The start of what a server process runs (``python -c SERVER_BOOTSTRAP REF``): registers the
-# ``workbench`` package without executing its ``__init__`` (which imports pandas, SQLAlchemy,
-# ...), so a server starts fast and a container image needs only the environment's own
-# dependencies. The isolated runtime's fork servers start the same way: lean, so each fork is
-# cheap.
-LEAN_WORKBENCH = """
-import importlib, importlib.util, sys, types
-spec = importlib.util.find_spec("workbench")
-pkg = types.ModuleType("workbench")
-pkg.__path__ = list(spec.submodule_search_locations)
-pkg.__file__ = spec.origin
-PUBLIC = {
-    "Environment": "environment", "Scenario": "environment", "Tool": "environment",
-    "Task": "tasks", "Taskset": "tasks", "resolve_environment": "tasks",
-    "load_taskset": "tasks", "WorkbenchError": "errors", "PolicyContext": "models.scripted",
-    "answer": "models.scripted", "call": "models.scripted",
-}
-def __getattr__(name):
-    if name in PUBLIC:
-        return getattr(importlib.import_module("workbench." + PUBLIC[name]), name)
-    raise AttributeError(f"module 'workbench' has no attribute {name!r} in a server process")
-pkg.__getattr__ = __getattr__
-sys.modules["workbench"] = pkg
-"""
-SERVER_BOOTSTRAP = (
-    LEAN_WORKBENCH
-    + """
+# What a server process runs (``python -c SERVER_BOOTSTRAP REF``). ``import workbench``
+# imports nothing heavy (pandas, SQLAlchemy, ... load only when used), so a server starts
+# fast and a container image needs only the environment's own dependencies.
+SERVER_BOOTSTRAP = """
+import sys
 from workbench.runtimes.mcp_server import main
 main(sys.argv[1])
 """
-)
 
 
 class RuntimeRefused(WorkbenchError):

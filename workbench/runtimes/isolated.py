@@ -262,8 +262,6 @@ class ForkServer:
     def _start_interpreter(self, theirs: socket.socket) -> int:
         import subprocess
 
-        from workbench.runtimes import LEAN_WORKBENCH
-
         env = dict(os.environ)
         # Resolve references as this process does: its import path, its working directory.
         env["PYTHONPATH"] = os.pathsep.join(p or os.getcwd() for p in sys.path)
@@ -271,7 +269,7 @@ class ForkServer:
             [
                 sys.executable,
                 "-c",
-                LEAN_WORKBENCH + _SPAWNED_SERVER,
+                _SPAWNED_SERVER,
                 self.env_ref,
                 str(theirs.fileno()),
             ],

@@ -1,0 +1,84 @@
+"""The package's public face: everything in __all__ imports, and `import workbench` is light."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import workbench
+
+PACKAGE = Path(workbench.__file__).resolve().parent
+
+
+def test_every_public_name_imports():
+    assert sorted(workbench.__all__) == sorted(workbench._EXPORTS)
+    for name in workbench.__all__:
+        assert getattr(workbench, name) is not None, name
+    assert callable(workbench.compare) and callable(workbench.leaderboard)  # not the modules
+    assert workbench.__version__
+
+
+def test_importing_the_package_imports_nothing_heavy():
+    heavy = ["pandas", "sqlalchemy", "numpy", "torch", "openai", "typer", "rich", "datasets"]
+    code = (
+        "import sys, workbench\n"
+        "from workbench import Environment, Task, answer, call\n"
+        f"print([m for m in {heavy!r} if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+def _module_name(path: Path) -> str:
+    return ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(
+        ".__init__"
+    )
+
+
+def _imports(path: Path, known: set[str]) -> set[str]:
+    """The workbench modules a module imports at its top level (not inside functions):
+    ``from workbench.training import registry`` is the module workbench.training.registry."""
+    name = _module_name(path)
+    found = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level:
+                package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+                for _ in range(node.level - 1):
+                    package = package.rpartition(".")[0]
+                module = f"{package}.{module}" if module else package
+            for alias in node.names:
+                sub = f"{module}.{alias.name}"
+                found.add(sub if sub in known else module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return {m for m in found if m.split(".")[0] == "workbench" and m != name}
+
+
+def test_no_import_cycle_between_modules_at_import_time():
+    """A reader can follow the modules in one direction: no cycle of top-level imports."""
+    paths = {_module_name(path): path for path in PACKAGE.rglob("*.py")}
+    modules = {name: _imports(path, set(paths)) for name, path in paths.items()}
+
+    def resolve(target: str) -> str | None:  # `from workbench.models import x` -> a module
+        while target and target not in modules:
+            target = target.rpartition(".")[0]
+        return target or None
+
+    graph = {m: {resolve(t) for t in deps} - {None, m} for m, deps in modules.items()}
+    done: set[str] = set()
+
+    def visit(module: str, path: list[str]) -> None:
+        if module in path:
+            cycle = path[path.index(module) :] + [module]
+            raise AssertionError("import cycle: " + " -> ".join(cycle))
+        if module in done:
+            return
+        for dep in sorted(graph.get(module, ())):
+            if dep != "workbench":  # the root imports nothing at run time
+                visit(dep, [*path, module])
+        done.add(module)
+
+    for module in sorted(graph):
+        visit(module, [])
