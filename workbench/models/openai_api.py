@@ -93,31 +93,37 @@ class OpenAIModel:
             ) from None
 
     async def _create(self, **kwargs: Any) -> Any:
+        """One chat completion, retried with tenacity on transient failures (connection
+        errors, timeouts, 429 and 5xx): full-jitter backoff that honours Retry-After. The
+        connection limit is held only while a request is in flight, never while it waits."""
         import openai
+        import tenacity
 
         client, connections = self._client()
-        attempt = 0
-        while True:
-            try:
-                async with connections:
-                    return await client.chat.completions.create(model=self.model, **kwargs)
-            except (openai.APIConnectionError, openai.APIStatusError) as e:  # timeouts too
-                status = getattr(e, "status_code", None)
-                transient = status is None or status == 429 or status >= 500
-                if not transient:
-                    raise ModelAPIError(self._describe(e, "failed")) from None
-                if attempt >= self.max_retries:
-                    raise ModelAPIError(
-                        self._describe(e, f"gave up after {attempt + 1} attempts")
-                    ) from None
-                await asyncio.sleep(self.retry_delay(attempt, _retry_after(e)))
-                attempt += 1
-            except openai.APIResponseValidationError as e:
-                raise ModelAPIError(self._describe(e, "malformed response")) from None
-            except ValueError as e:  # the body was not JSON
-                raise ModelAPIError(
-                    self._redact(f"{self.model_id}: malformed response: {e}")
-                ) from None
+
+        async def attempt() -> Any:
+            async with connections:
+                return await client.chat.completions.create(model=self.model, **kwargs)
+
+        retrying = tenacity.AsyncRetrying(
+            retry=tenacity.retry_if_exception(_transient),
+            stop=tenacity.stop_after_attempt(self.max_retries + 1),
+            wait=lambda state: self.retry_delay(
+                state.attempt_number - 1, _retry_after(state.outcome.exception())
+            ),
+            reraise=True,
+        )
+        try:
+            return await retrying(attempt)
+        except (openai.APIConnectionError, openai.APIStatusError) as e:  # timeouts too
+            if not _transient(e):
+                raise ModelAPIError(self._describe(e, "failed")) from None
+            attempts = retrying.statistics.get("attempt_number", self.max_retries + 1)
+            raise ModelAPIError(self._describe(e, f"gave up after {attempts} attempts")) from None
+        except openai.APIResponseValidationError as e:
+            raise ModelAPIError(self._describe(e, "malformed response")) from None
+        except ValueError as e:  # the body was not JSON
+            raise ModelAPIError(self._redact(f"{self.model_id}: malformed response: {e}")) from None
 
     def retry_delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Full jitter over ``backoff * 2**attempt``, but never less than ``Retry-After``."""
@@ -138,7 +144,18 @@ class OpenAIModel:
         return text
 
 
-def _retry_after(error: Exception) -> float | None:
+def _transient(error: BaseException) -> bool:
+    """A failure worth another try: no answer (connection, timeout), 429, or a 5xx."""
+    import openai
+
+    if isinstance(error, openai.APIConnectionError):
+        return True
+    if isinstance(error, openai.APIStatusError):
+        return error.status_code == 429 or error.status_code >= 500
+    return False
+
+
+def _retry_after(error: BaseException | None) -> float | None:
     """Seconds from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date)."""
     response = getattr(error, "response", None)
     if response is None:
