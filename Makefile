@@ -32,6 +32,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/local_inference.py
 	$(BIN)/python benchmarks/training.py
 	$(BIN)/python benchmarks/scale.py
+	$(BIN)/python benchmarks/runtimes.py
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
