@@ -58,3 +58,21 @@ def test_scale_benchmark_runs_at_small_sizes_and_memory_stays_bounded():
         assert figure in out, out
     assert "leaderboard   50000 stored runs" in out, out
     assert re.search(r"(all targets met|a target was missed)$", out.strip()), out
+
+
+@pytest.mark.slow
+def test_runtimes_benchmark_prints_every_runtime_and_every_run_is_rewarded():
+    out = run_benchmark(
+        "benchmarks/runtimes.py",
+        "--runs",
+        "40",
+        "--slow-runs",
+        "2",
+        "--repeats",
+        "1",
+        timeout=1500,
+    )
+    for runtime in ("isolated", "inprocess", "subprocess"):
+        row = re.search(rf"^\| {runtime} \| [\d.]+ ms \| \d+ \| [\d.]+ \| 1\.00 \|$", out, re.M)
+        assert row, out  # the expert solved every run, wherever it ran
+    assert re.search(r"isolated target 300 tool-using episodes/s: (meets|MISSES)", out), out
