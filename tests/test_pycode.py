@@ -1,7 +1,10 @@
 """pycode: model-written functions graded by hidden tests inside the sandbox, and contained."""
 
+import os
+import re
 import socket
 import threading
+from pathlib import Path
 
 import pytest
 from conftest import run_cli
@@ -9,7 +12,7 @@ from test_runtimes import needs_docker, our_containers
 
 import workbench
 from environments.pycode import env
-from workbench.models.scripted import answer
+from workbench.models.scripted import answer, call
 from workbench.runtimes import RuntimeRefused
 
 
@@ -55,6 +58,11 @@ def attack(body: str) -> str:
     )
 
 
+def mine() -> list[dict]:
+    """Containers of this process (other processes may be running Docker jobs meanwhile)."""
+    return our_containers(**{"workbench.pid": os.getpid()})
+
+
 async def run_attack(name: str, code: str):
     env.policy(name)(lambda ctx: answer(f"```python\n{code}```"))
     try:
@@ -67,7 +75,7 @@ async def run_attack(name: str, code: str):
         env.policies.pop(name)
     traces = {t.model: t for t in job.traces()}
     assert traces["scripted:expert"].reward == 1.0  # the job and the sandbox still work
-    assert our_containers() == []
+    assert mine() == []
     return traces[f"scripted:{name}"]
 
 
@@ -138,3 +146,57 @@ async def test_filling_the_disk_is_contained():
     )
     trace = await run_attack("diskfill", attack(body))
     assert trace.reward == 0.0
+
+
+# -- the grader out of reach (issue 11): attack scripts in tests/attacks ------------------
+
+ATTACKS = Path(__file__).parent / "attacks"
+
+
+@needs_docker
+@pytest.mark.slow
+async def test_code_that_forges_its_reward_on_the_protocol_stream_scores_0():
+    # A child that outlives the call writes fake results (reward 1.0) to the server's stdout.
+    trace = await run_attack("forger", (ATTACKS / "forge_reward.py").read_text())
+    assert trace.reward == 0.0 and trace.stop_reason == "done"
+
+
+@needs_docker
+@pytest.mark.slow
+async def test_the_hidden_tests_are_out_of_reach_of_the_code():
+    # The environment's files, and every other process's memory, environment and fds.
+    trace = await run_attack("reader", (ATTACKS / "read_hidden_tests.py").read_text())
+    assert trace.reward == 0.0 and trace.stop_reason == "done"
+
+
+@needs_docker
+@pytest.mark.slow
+async def test_no_process_of_the_code_survives_its_call():
+    linger = (ATTACKS / "linger.py").read_text()
+
+    def lingerer(ctx):
+        if ctx.step == 0:
+            return call("run_python", code=linger)
+        if ctx.step == 1:
+            pid = re.search(r"lingering: (\d+)", ctx.last_result["printed"])[1]
+            check = (
+                f"import os\ntry:\n    state = open('/proc/{pid}/status').read()\n"
+                "    print('alive' if 'State:\\tZ' not in state else 'gone')\n"
+                "except OSError:\n    print('gone')\n"
+            )
+            return call("run_python", code=check)
+        return answer("no answer")
+
+    env.policy("lingerer")(lingerer)
+    try:
+        job = await workbench.evaluate(
+            workbench.Taskset("linger", [env.task("implement", problem="add_digits")]),
+            "scripted:lingerer",
+            runtime="docker",
+        )
+    finally:
+        env.policies.pop("lingerer")
+    results = [m["content"] for m in job.traces()[0].messages if m["role"] == "tool"]
+    assert "lingering: " in results[0]  # the process was started
+    assert "gone" in results[1] and "alive" not in results[1]
+    assert mine() == []

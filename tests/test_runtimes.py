@@ -168,3 +168,48 @@ def test_ctrl_c_removes_the_containers_of_a_cli_job(tmp_path):
     assert process.returncode == 130, output
     assert "resume with" in output
     assert our_containers(**{"workbench.pid": process.pid}) == []
+
+
+@needs_docker
+@pytest.mark.slow
+def test_sigkill_of_a_docker_job_leaves_no_container_after_the_next_command(tmp_path):
+    import socket
+
+    from workbench.runtimes.docker import LABEL, docker_client
+    from workbench.runtimes.images import BASE_IMAGE
+
+    process = subprocess.Popen(
+        [WORKBENCH, "eval", "pycode-basics", "scripted:expert", "--runtime", "docker", "-g", "4"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    killed = {"workbench.pid": str(process.pid)}
+    deadline = time.monotonic() + 600  # hang bounds, not speed checks
+    while not (started := our_containers(**killed)):
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.05)
+    process.kill()  # SIGKILL: no handler, no atexit hook runs
+    process.wait()
+    jobs = workbench.get_store().jobs()
+    assert len(jobs) == 1  # its containers carry its id
+    assert {c["Labels"].get("workbench.job") for c in started} == {jobs.iloc[0]["id"]}
+
+    # The watchdog: each server sees its stdin close, exits, and its container goes.
+    while any(c["State"] == "running" for c in our_containers(**killed)):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    # A server that would not stop (here: a sleep), left by the same dead process.
+    api = docker_client().api
+    hung = api.create_container(
+        BASE_IMAGE,
+        command=["sleep", "600"],
+        labels={LABEL: "docker", **killed, "workbench.host": socket.gethostname()},
+        host_config=api.create_host_config(network_mode="none"),
+    )["Id"]
+    api.start(hung)
+
+    # The next command sweeps what the dead process left.
+    one_task = ["--task-ids", "implement-add-digits"]
+    result = run_cli("eval", "pycode-basics", "scripted:expert", "--runtime", "docker", *one_task)
+    assert result.returncode == 0, result.stderr
+    assert our_containers(**killed) == []

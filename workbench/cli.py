@@ -549,7 +549,10 @@ def serve_command(
         1024, "--max-connections", help="Open connections at most (the oldest idle one yields)."
     ),
     preload: list[str] = typer.Option(
-        None, "--preload", help="Load a model before serving, e.g. local:smollm2-135m."
+        None,
+        "--preload",
+        help="Load a model before serving, e.g. local:smollm2-135m; a local:PATH model is "
+        "served only if preloaded.",
     ),
 ) -> None:
     """Serve every model id over an OpenAI-compatible API (/v1/models, /v1/chat/completions)."""
@@ -607,6 +610,18 @@ def dashboard_command(
 
 
 # -- environments -------------------------------------------------------------------------
+
+
+@env_app.command("clean")
+def env_clean(
+    everything: bool = typer.Option(False, "--all", help="Also containers of live processes."),
+    job: str = typer.Option(None, "--job", help="Only this job's containers."),
+) -> None:
+    """Remove leftover containers: exited ones, and those whose process died (e.g. SIGKILL)."""
+    from workbench.runtimes.docker import clean
+
+    removed = clean(everything=everything, job=job)
+    console.print(f"removed {removed} container{'' if removed == 1 else 's'}")
 
 
 @env_app.command("serve")

@@ -10,9 +10,21 @@ client = OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="...")
 client.chat.completions.create(model="local:smollm2-135m", messages=[...])
 ```
 
-Errors come back in OpenAI's format: 400 for a bad request, 401 for a missing or wrong
-key, 404 for an unknown model, 500 for a failure inside the model; the server keeps serving.
-Scripted policies play a task: send it as ``extra_body={"task": {...}}``.
+Who may call it: a client that sends the key (``Authorization: Bearer KEY``; ``workbench
+serve`` prints a fresh one unless ``--api-key`` or ``WORKBENCH_API_KEY`` gives one, and
+``--no-auth`` turns the check off), and not a web page: a request with a foreign ``Origin``
+is refused, and a body must be JSON, which a page cannot send to another origin unasked.
+What a request can make it run: models, and the scripted policies of the environments its
+owner allows (the shipped ones and ``--env REF``); a task naming anything else is refused
+before anything is imported or even looked up. A body is capped (4 MB), a connection that
+sends no request head within 10 s is dropped, open connections are capped (the oldest idle
+one makes room for a new one), and a request whose client hangs up is cancelled, generation
+included, with one log line.
+
+Errors come back in OpenAI's format: 400 bad request, 401 missing or wrong key, 403 foreign
+origin, 404 unknown model, 408 body too slow, 413 body too large, 415 body not JSON, 500
+failure inside the model, 502 or 503 failure of an upstream endpoint (its status named); the
+server keeps serving. Scripted policies play a task: send it as ``extra_body={"task": {...}}``.
 """
 
 from __future__ import annotations
@@ -20,13 +32,18 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import logging
+import re
+import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any, Literal
 
 import pydantic
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
@@ -41,7 +58,18 @@ from workbench.models import (
     get_model,
     toolcalls,
 )
+from workbench.models.openai_api import ModelAPIError
 from workbench.tasks import Task
+
+MAX_BODY = 4 << 20  # bytes: a long conversation with tools is well under 1 MB
+HEAD_TIMEOUT = 10.0  # seconds from connecting (or the last response) to a whole request head
+BODY_TIMEOUT = 30.0  # seconds from the head to the end of the body
+KEEP_ALIVE = 5.0  # seconds an idle keep-alive connection stays open
+MAX_CONNECTIONS = 1024
+MAX_HEAD = 16 << 10  # bytes of request line and headers
+FD_RESERVE = 64  # file descriptors kept for everything but connections (model, store, logs)
+
+log = logging.getLogger("uvicorn.error")  # uvicorn's format, on the same stream
 
 
 class Message(pydantic.BaseModel):
@@ -99,17 +127,21 @@ class APIError(Exception):
         super().__init__(message)
         self.status, self.message, self.param, self.code = status, message, param, code
 
-    def response(self) -> JSONResponse:
-        kind = {401: "authentication_error", 404: "invalid_request_error", 500: "server_error"}
+    def response(self, *, close: bool = False) -> JSONResponse:
+        kind = {401: "authentication_error", 403: "permission_error", 404: "not_found_error"}
         body = {
             "error": {
                 "message": self.message,
-                "type": kind.get(self.status, "invalid_request_error"),
+                "type": kind.get(
+                    self.status, "server_error" if self.status >= 500 else "invalid_request_error"
+                ),
                 "param": self.param,
                 "code": self.code,
             }
         }
-        return JSONResponse(body, status_code=self.status)
+        # A request refused before its body was read: close, rather than read what is left.
+        headers = {"connection": "close"} if close else None
+        return JSONResponse(body, status_code=self.status, headers=headers)
 
 
 def _validation_error(error: pydantic.ValidationError) -> APIError:
@@ -118,7 +150,16 @@ def _validation_error(error: pydantic.ValidationError) -> APIError:
     return APIError(400, f"{param}: {first['msg']}" if param else first["msg"], param)
 
 
-def _model(model_id: str) -> ChatModel:
+def _model(model_id: str, local: frozenset[str]) -> ChatModel:
+    if model_id.startswith("local:") and model_id not in local:
+        # local:PATH would load whatever file a request names: only what the owner chose.
+        raise APIError(
+            404,
+            f"model '{model_id}' is not served here: local models are {', '.join(sorted(local))} "
+            "(its owner adds one with `workbench serve --preload local:PATH`)",
+            "model",
+            "model_not_found",
+        )
     try:
         return get_model(model_id)
     except UnknownModelError as e:
@@ -151,22 +192,84 @@ def known_models() -> list[str]:
     return ids
 
 
-def create_app(api_key: str | None = None) -> Starlette:
-    """The ASGI app. With ``api_key``, every request needs ``Authorization: Bearer KEY``."""
+# -- which environments a request may name --------------------------------------------------
 
-    def check_key(request: Request) -> None:
-        if api_key is None:
-            return
-        given = request.headers.get("authorization", "")
-        token = given[7:] if given.lower().startswith("bearer ") else ""
-        if not hmac.compare_digest(token.encode(), api_key.encode()):
-            raise APIError(401, "missing or wrong API key", code="invalid_api_key")
+
+def allowed_environments(extra: Iterable[str] = ()) -> dict[str, str]:
+    """What a task's ``env`` may say, mapped to the reference it resolves to.
+
+    The shipped environments, and each of ``extra`` (the owner's ``--env``) under the reference
+    as given, its absolute form and the environment's name. ``extra`` is imported here, once:
+    its owner named it, and a typo fails at start rather than at the first request.
+    """
+    from workbench.tasks import builtin_environments, resolve_environment
+
+    allowed = {name: name for name in builtin_environments()}
+    for ref in extra:
+        env = resolve_environment(ref)
+        for spelling in (ref, env.ref, env.name):
+            allowed.setdefault(spelling, env.ref)
+    return allowed
+
+
+def _served_task(task: Task, allowed: dict[str, str]) -> Task:
+    """The task with its environment resolved from the allow-list, its arguments checked."""
+    ref = allowed.get(task.env)
+    if ref is None:
+        # The same words whatever was asked for: nothing is imported or even looked up on
+        # disk, so the answer tells nothing about the server's files.
+        names = sorted({n for n in allowed if ":" not in n and "/" not in n})
+        raise APIError(
+            400,
+            f"task.env: this gateway serves the environments {', '.join(names)} only (its "
+            "owner adds more with `workbench serve --env REF`)",
+            "task.env",
+            "environment_not_served",
+        )
+    task = task.model_copy(update={"env": ref})
+    try:
+        task.validate_args()
+    except WorkbenchError as e:
+        fields = getattr(e, "errors", None) or {}
+        param = f"task.args.{next(iter(fields))}" if fields else "task.scenario"
+        raise APIError(400, str(e), param) from None
+    return task
+
+
+def new_api_key() -> str:
+    """A fresh key for a gateway started without one."""
+    return "wb-" + secrets.token_urlsafe(24)
+
+
+def check_api_key(api_key: str | None) -> None:
+    """An empty key would let every request in: refuse it with one line."""
+    if api_key is not None and not api_key.strip():
+        raise WorkbenchError(
+            "the API key is empty (--api-key or WORKBENCH_API_KEY): give a real key, or "
+            "--no-auth to serve without one"
+        )
+
+
+def create_app(
+    api_key: str | None = None,
+    *,
+    environments: Iterable[str] = (),
+    local_models: Iterable[str] = (),
+    max_body: int = MAX_BODY,
+) -> Starlette:
+    """The ASGI app. With ``api_key``, every request but ``/health`` needs
+    ``Authorization: Bearer KEY``; without, none does (:func:`serve` asks for the choice).
+
+    ``environments``: references a task may name besides the shipped environments.
+    ``local_models``: ``local:PATH`` ids served besides the bundled models (and forks).
+    """
+    from workbench.models.local import BUNDLED
+
+    check_api_key(api_key)
+    allowed = allowed_environments(environments)
+    local = frozenset({f"local:{name}" for name in BUNDLED} | set(local_models))
 
     async def models(request: Request) -> JSONResponse:
-        try:
-            check_key(request)
-        except APIError as e:
-            return e.response()
         data = [
             {"id": m, "object": "model", "created": 0, "owned_by": "workbench"}
             for m in known_models()
@@ -175,7 +278,6 @@ def create_app(api_key: str | None = None) -> Starlette:
 
     async def chat(request: Request):
         try:
-            check_key(request)
             try:
                 body = await request.json()
             except (json.JSONDecodeError, UnicodeDecodeError):
@@ -186,7 +288,9 @@ def create_app(api_key: str | None = None) -> Starlette:
                 req = ChatRequest.model_validate(body)
             except pydantic.ValidationError as e:
                 raise _validation_error(e) from None
-            model = _model(req.model)
+            if req.task is not None:
+                req.task = _served_task(req.task, allowed)
+            model = _model(req.model, local)
             if isinstance(model, ScriptedModel) and req.task is None:
                 raise APIError(
                     400,
@@ -212,8 +316,158 @@ def create_app(api_key: str | None = None) -> Starlette:
             Route("/v1/models", models, methods=["GET"]),
             Route("/v1/chat/completions", chat, methods=["POST"]),
             Route("/health", health, methods=["GET"]),
-        ]
+        ],
+        middleware=[Middleware(_Guard, api_key=api_key, max_body=max_body)],
     )
+
+
+# -- what every request passes before the app sees it ---------------------------------------
+
+
+class _Gone(Exception):
+    """The client went away before its request was read."""
+
+
+class _Guard:
+    """Pure ASGI middleware: origin, key, content type and body size are checked before the
+    app runs; then the connection is watched, and a request whose client hangs up is
+    cancelled (and with it the generation it waits for) with one log line."""
+
+    def __init__(self, app, api_key: str | None, max_body: int):
+        self.app, self.api_key, self.max_body = app, api_key, max_body
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        try:
+            self._check(scope)
+            body = await self._body(scope, receive)
+        except APIError as e:
+            await e.response(close=True)(scope, receive, send)
+            return
+        except _Gone:
+            return
+        await self._watched(scope, body, receive, send)
+
+    def _check(self, scope) -> None:
+        headers = Headers(scope=scope)
+        origin = headers.get("origin")
+        if origin is not None and origin.lower() not in _own_origins(scope):
+            # Browsers name the page that sent a request; API clients send no Origin.
+            raise APIError(
+                403,
+                f"requests from web pages ({origin}) are refused: the gateway serves API "
+                "clients, which send no Origin header",
+                code="origin_not_allowed",
+            )
+        if self.api_key is not None and scope["path"] != "/health":
+            given = headers.get("authorization", "")
+            token = given[7:] if given.lower().startswith("bearer ") else ""
+            if not hmac.compare_digest(token.encode(), self.api_key.encode()):
+                raise APIError(401, "missing or wrong API key", code="invalid_api_key")
+        if scope["method"] not in ("GET", "HEAD", "OPTIONS"):
+            kind = headers.get("content-type", "").split(";")[0].strip().lower()
+            if kind != "application/json":
+                raise APIError(
+                    415,
+                    f"the body must be JSON, sent with Content-Type: application/json (not "
+                    f"{kind or 'none'})",
+                    code="unsupported_media_type",
+                )
+        length = headers.get("content-length", "")
+        if length.isdigit() and int(length) > self.max_body:
+            raise self._too_large()
+
+    def _too_large(self) -> APIError:
+        return APIError(
+            413,
+            f"the request body is over the gateway's limit of {self.max_body / (1 << 20):g} MB "
+            "(its owner sets it with `workbench serve --max-body-mb`)",
+            code="request_too_large",
+        )
+
+    async def _body(self, scope, receive) -> bytes:
+        chunks, size = [], 0
+        try:
+            async with asyncio.timeout(BODY_TIMEOUT):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        raise _Gone
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > self.max_body:  # a chunked body declares no length
+                        raise self._too_large()
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        return b"".join(chunks)
+        except TimeoutError:
+            raise APIError(
+                408, f"the request body took longer than {BODY_TIMEOUT:g} s to arrive"
+            ) from None
+
+    async def _watched(self, scope, body: bytes, receive, send) -> None:
+        gone = asyncio.Event()
+        handed_over = answered = False
+
+        async def app_receive():
+            nonlocal handed_over
+            if not handed_over:
+                handed_over = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await gone.wait()
+            return {"type": "http.disconnect"}
+
+        async def app_send(message) -> None:
+            nonlocal answered
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                answered = True
+            await send(message)
+
+        async def watch() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone.set()
+
+        started = time.monotonic()
+        app = asyncio.ensure_future(self.app(scope, app_receive, app_send))
+        watcher = asyncio.ensure_future(watch())
+        try:
+            await asyncio.wait({app, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            hung_up = gone.is_set() and not answered
+            if hung_up:
+                app.cancel()  # stop its work: a generation, an upstream call, a policy
+            try:
+                await app
+            except asyncio.CancelledError:
+                if not hung_up or asyncio.current_task().cancelling():
+                    raise
+            except Exception:
+                if not gone.is_set():
+                    raise  # a bug: uvicorn logs it whole
+            if hung_up:
+                client = scope.get("client") or ("?", 0)
+                log.warning(
+                    "client %s:%s hung up after %.1f s: %s %s cancelled",
+                    client[0],
+                    client[1],
+                    time.monotonic() - started,
+                    scope["method"],
+                    scope["path"],
+                )
+        finally:
+            watcher.cancel()
+            app.cancel()
+
+
+def _own_origins(scope) -> set[str]:
+    """The origins of this server's own address: loopback names, or the bound address, with
+    the port the request came in on."""
+    host, port = (scope.get("server") or ("127.0.0.1", None))[:2]
+    names = {"127.0.0.1", "localhost", "[::1]", f"[{host}]" if ":" in str(host) else str(host)}
+    suffix = f":{port}" if port else ""
+    return {f"http://{name}{suffix}" for name in names}
 
 
 async def _generate(model: ChatModel, req: ChatRequest) -> tuple[dict[str, Any], str, dict]:
@@ -234,6 +488,8 @@ async def _generate(model: ChatModel, req: ChatRequest) -> tuple[dict[str, Any],
                 req.plain_messages, req.offered_tools, req.sampling, run
             )
             message, finish, usage = completion.message, "stop", completion.usage
+    except ModelAPIError as e:
+        raise _upstream_error(e) from None
     except WorkbenchError as e:
         param = "max_tokens" if "max_tokens" in str(e) else None
         raise APIError(400, str(e), param) from None
@@ -242,6 +498,23 @@ async def _generate(model: ChatModel, req: ChatRequest) -> tuple[dict[str, Any],
     if message.get("tool_calls"):
         finish = "tool_calls"
     return message, finish, usage
+
+
+def _upstream_error(error: ModelAPIError) -> APIError:
+    """An upstream endpoint failed. 503 when it is unreachable, timed out or overloaded (try
+    again later), 400 when it refused the request as malformed, 502 for anything else (a 5xx,
+    a wrong key in the gateway's config, a reply that is not an answer). The message names the
+    upstream status."""
+    text = str(error)
+    found = re.search(r"\bHTTP (\d{3})\b", text)
+    upstream = int(found.group(1)) if found else None
+    if upstream in (400, 422):
+        status = 400
+    elif (upstream is None and "malformed" not in text) or upstream in (408, 429, 503, 504):
+        status = 503
+    else:
+        status = 502
+    return APIError(status, f"the upstream endpoint failed: {text}", code="upstream_error")
 
 
 def _envelope(req: ChatRequest, kind: str) -> dict[str, Any]:
@@ -303,21 +576,25 @@ async def _whole(envelope, message, finish) -> AsyncIterator[dict[str, Any]]:
 async def _local_stream(envelope, model, req: ChatRequest) -> AsyncIterator[dict[str, Any]]:
     items = model.stream(req.plain_messages, req.offered_tools, req.sampling)
     try:
-        item = await items.__anext__()
-    except WorkbenchError as e:
-        raise APIError(400, str(e), "max_tokens" if "max_tokens" in str(e) else None) from None
-    yield _chunk(envelope, {"role": "assistant", "content": ""})
-    text, sent = "", 0
-    try:
-        while isinstance(item, str):
-            text += item
-            # Hold back what may be a tool call: it goes out as tool_calls, not as text.
-            if not toolcalls.may_become_call(text):
-                yield _chunk(envelope, {"content": text[sent:]})
-                sent = len(text)
+        try:
             item = await items.__anext__()
-    except Exception as e:
-        raise APIError(500, f"the model failed: {type(e).__name__}: {e}") from None
+        except WorkbenchError as e:
+            param = "max_tokens" if "max_tokens" in str(e) else None
+            raise APIError(400, str(e), param) from None
+        yield _chunk(envelope, {"role": "assistant", "content": ""})
+        text, sent = "", 0
+        try:
+            while isinstance(item, str):
+                text += item
+                # Hold back what may be a tool call: it goes out as tool_calls, not as text.
+                if not toolcalls.may_become_call(text):
+                    yield _chunk(envelope, {"content": text[sent:]})
+                    sent = len(text)
+                item = await items.__anext__()
+        except Exception as e:
+            raise APIError(500, f"the model failed: {type(e).__name__}: {e}") from None
+    finally:
+        await items.aclose()  # a client that hung up stops the generation now, not at GC
     message, generation = item
     finish = generation.finish_reason
     if message.get("tool_calls"):
@@ -337,13 +614,93 @@ def _chunk(envelope, delta: dict[str, Any], finish: str | None = None) -> dict[s
 
 
 async def _sse(first, rest) -> AsyncIterator[bytes]:
-    yield f"data: {json.dumps(first)}\n\n".encode()
     try:
-        async for chunk in rest:
-            yield f"data: {json.dumps(chunk)}\n\n".encode()
-    except APIError as e:  # after the headers went out: report in-band, as OpenAI does
-        yield f"data: {json.dumps({'error': {'message': e.message}})}\n\n".encode()
-    yield b"data: [DONE]\n\n"
+        yield f"data: {json.dumps(first)}\n\n".encode()
+        try:
+            async for chunk in rest:
+                yield f"data: {json.dumps(chunk)}\n\n".encode()
+        except APIError as e:  # after the headers went out: report in-band, as OpenAI does
+            yield f"data: {json.dumps({'error': {'message': e.message}})}\n\n".encode()
+        yield b"data: [DONE]\n\n"
+    finally:
+        await rest.aclose()
+
+
+def _protocol(head_timeout: float, max_connections: int) -> type:
+    """uvicorn's h11 protocol with the two guards it lacks: a deadline for each request head
+    (a client that connects and sends nothing, or drips its headers, is dropped; uvicorn's
+    keep-alive timeout only starts after a first response), and a cap on open connections at
+    which the oldest idle one makes room for a new one (refusing the new one instead would
+    let idle sockets lock everyone out)."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class GuardedH11Protocol(H11Protocol):
+        _head_timer: asyncio.TimerHandle | None = None
+        _idle_since = 0.0
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self._await_head()
+            if len(self.connections) > max_connections:
+                self._make_room()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self._head_timer is not None and not self.waiting_for_head():
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._await_head()
+
+        def connection_lost(self, exc) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+            super().connection_lost(exc)
+
+        def waiting_for_head(self) -> bool:
+            return self.conn.their_state is h11.IDLE and (
+                self.cycle is None or self.cycle.response_complete
+            )
+
+        def _await_head(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+            self._idle_since = time.monotonic()
+            self._head_timer = self.loop.call_later(head_timeout, self._head_overdue)
+
+        def _head_overdue(self) -> None:
+            self._head_timer = None
+            if self.waiting_for_head():
+                self.transport.close()
+
+        def _make_room(self) -> None:
+            open_ = [c for c in self.connections if not c.transport.is_closing()]
+            if len(open_) <= max_connections:
+                return
+            idle = [
+                c
+                for c in open_
+                if c is not self and isinstance(c, GuardedH11Protocol) and c.waiting_for_head()
+            ]
+            victim = min(idle, key=lambda c: c._idle_since) if idle else self
+            victim.transport.close()
+
+    return GuardedH11Protocol
+
+
+def _connection_cap(wanted: int) -> int:
+    """At most ``wanted``, and few enough that connections cannot use up the descriptors the
+    process needs for everything else."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    return max(8, min(wanted, soft - FD_RESERVE))
 
 
 def serve(
@@ -351,12 +708,37 @@ def serve(
     port: int = 8000,
     api_key: str | None = None,
     preload: list[str] | None = None,
+    *,
+    no_auth: bool = False,
+    environments: Iterable[str] = (),
+    max_body: int = MAX_BODY,
+    max_connections: int = MAX_CONNECTIONS,
 ) -> None:
-    """Run the gateway with uvicorn until interrupted."""
+    """Run the gateway with uvicorn until interrupted.
+
+    Give ``api_key`` (see :func:`new_api_key`), or ``no_auth=True`` to serve without one.
+    """
     import uvicorn
 
+    if api_key is None and not no_auth:
+        raise WorkbenchError("give the gateway an API key, or no_auth=True to serve without one")
+    if api_key is not None and no_auth:
+        raise WorkbenchError("--no-auth and an API key contradict each other: drop one")
+    local = [m for m in preload or [] if m.startswith("local:")]
+    app = create_app(api_key, environments=environments, local_models=local, max_body=max_body)
     for model_id in preload or []:
         model = get_model(model_id)
         if hasattr(model, "engine"):
             model.engine  # noqa: B018 - load the weights before the first request
-    uvicorn.run(create_app(api_key), host=host, port=port, log_level="warning")
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        http=_protocol(HEAD_TIMEOUT, _connection_cap(max_connections)),
+        ws="none",
+        lifespan="off",
+        timeout_keep_alive=KEEP_ALIVE,
+        h11_max_incomplete_event_size=MAX_HEAD,
+    )
+    uvicorn.Server(config).run()

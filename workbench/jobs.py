@@ -508,17 +508,20 @@ async def play(
         on_step=None if on_step is None else lambda ctx, msg: on_step(ctx.trace.steps, msg),
         runtime=config.runtime,
     )
+    from workbench.runtimes.docker import job_scope
+
     agent = agent.for_task(task)
-    try:
-        if config.timeout is None:
-            await agent.run(ctx)
-        else:
-            async with asyncio.timeout(config.timeout):
+    with job_scope(job_id):  # the containers this run starts carry the job's id
+        try:
+            if config.timeout is None:
                 await agent.run(ctx)
-    except TimeoutError:
-        ctx.finish("timeout", TimeoutError(f"run exceeded {config.timeout} s"), force=True)
-    finally:
-        await ctx.close()
+            else:
+                async with asyncio.timeout(config.timeout):
+                    await agent.run(ctx)
+        except TimeoutError:
+            ctx.finish("timeout", TimeoutError(f"run exceeded {config.timeout} s"), force=True)
+        finally:
+            await ctx.close()
     return ctx.trace
 
 

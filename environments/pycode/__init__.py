@@ -6,6 +6,23 @@ It runs model-written code, so it refuses the in-process runtime and runs in Doc
 ```bash
 workbench eval pycode-basics scripted:expert scripted:weak --runtime docker
 ```
+
+In Docker, the model's code cannot touch its grade. It runs as ``nobody`` in a scratch
+directory of its own (:mod:`environments.pycode.sandbox`), while this server runs as root with
+nothing but the right to start and kill other users' processes, and the environment's files,
+the hidden tests among them, are root's alone. So the code can read neither the tests nor the
+server's memory, cannot write to the protocol stream (the server's stdout) or signal the
+server, shares no writable path with it, and no process of it survives the call: every
+process of ``nobody`` is killed after each one, including those that left the process group.
+Around that, the container has no network, a read-only root, and memory and process limits.
+
+The subprocess and isolated runtimes give the same time and resource limits, an empty
+environment and a process-group kill, and nothing more: the code runs as your user. It can
+read the hidden tests (``problems.py``), signal or trace the server and write to its stdout
+(``/proc/PID/fd/1``, the protocol stream), so it can forge its reward; it can leave a process
+behind that outlives the call (a new session escapes the process-group kill); and it can read
+your files and environment variables and use the network, as any program you run can. Use
+them for code you trust, and grade model-written code, above all for training, in Docker.
 """
 
 from __future__ import annotations

@@ -282,6 +282,9 @@ class Engine:
         torch = self.torch
         tokens = [self._pick(state.logits[i], r) for i, r in enumerate(state.rows)]
         for r, token in zip(state.rows, tokens, strict=True):
+            if r.future.cancelled():  # its caller went away (a client hung up): drop the row
+                r.finish_reason = "cancelled"
+                continue
             self._accept(r, token)
             if r.finish_reason is not None:
                 result = Generation(r.text, r.finish_reason, len(r.prompt_ids), len(r.generated))
@@ -480,14 +483,20 @@ class LocalModel:
         """Text deltas as they are generated, then ``(message, generation)`` at the end."""
         deltas: asyncio.Queue[str] = asyncio.Queue()
         task = asyncio.ensure_future(self.generate(messages, tools, sampling, deltas.put_nowait))
-        while not task.done() or not deltas.empty():
-            getter = asyncio.ensure_future(deltas.get())
-            await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
-            if getter.done():
-                yield getter.result()
-            else:
+        getter = None
+        try:
+            while not task.done() or not deltas.empty():
+                getter = asyncio.ensure_future(deltas.get())
+                await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+                if getter.done():
+                    yield getter.result()
+                else:
+                    getter.cancel()
+            yield task.result()
+        finally:
+            task.cancel()  # a consumer that stops reading stops the generation too
+            if getter is not None:
                 getter.cancel()
-        yield task.result()
 
 
 def _usage(generation: Generation) -> dict[str, int]:

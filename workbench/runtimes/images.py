@@ -12,6 +12,10 @@ built once and reused). An environment's image adds, copied from this machine:
 
 No container ever needs the network. An image is rebuilt when any of that changes (a hash of
 it is the image's label).
+
+For an environment that runs untrusted code (``allow_inprocess=False``), the environment's
+own files (its hidden tests among them) are readable by root only: its server runs as root
+there, and the model-written code as ``nobody`` (see :mod:`workbench.runtimes.docker`).
 """
 
 from __future__ import annotations
@@ -140,8 +144,11 @@ def _workbench_dir() -> Path:
 
 
 def _fingerprint(env: Environment, dists: list[metadata.Distribution], fragment: str) -> str:
+    from workbench.runtimes.docker import untrusted
+
     digest = hashlib.sha256()
     digest.update(BASE_IMAGE.encode() + fragment.encode())
+    digest.update(b"app readable by root only" if untrusted(env) else b"")
     for dist in dists:
         digest.update(f"{dist.metadata['Name']}=={dist.version}".encode())
     source = _env_source(env)[0]
@@ -212,6 +219,10 @@ def _build(env: Environment, rebuild: bool) -> None:
             shutil.copytree(source, app / target, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy(source, app / target)
+        from workbench.runtimes.docker import untrusted
+
+        if untrusted(env):
+            _owner_only(app)  # COPY keeps the modes; the files belong to root in the image
         requirements = _env_dir(env) / "requirements.txt"
         if requirements.exists():  # installed here: the build and the container stay offline
             subprocess.run(
@@ -240,6 +251,13 @@ def _build(env: Environment, rebuild: bool) -> None:
         for line in api.build(path=str(context), tag=name, rm=True, forcerm=True, decode=True):
             if "error" in line:
                 raise WorkbenchError(f"building {name} failed: {line['error'].strip()}")
+
+
+def _owner_only(folder: Path) -> None:
+    """Modes 0700 and 0600 for a folder and everything in it."""
+    folder.chmod(0o700)
+    for path in folder.rglob("*"):
+        path.chmod(0o700 if path.is_dir() else 0o600)
 
 
 def _copy_site(dists: list[metadata.Distribution], site: Path) -> None:
