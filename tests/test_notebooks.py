@@ -20,7 +20,13 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 def test_the_recipes_and_the_dashboard_are_all_there():
     names = {p.stem for p in NOTEBOOKS}
-    assert {"01-environments-and-tasks", "02-evaluate", "03-the-loop", "dashboard"} <= names
+    assert {
+        "01-environments-and-tasks",
+        "02-evaluate",
+        "03-the-loop",
+        "04-inspect-tasks",
+        "dashboard",
+    } <= names
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
@@ -35,6 +41,9 @@ def test_notebooks_are_stored_without_outputs(notebook):
 def test_notebook_runs_top_to_bottom(notebook, workbench_home, tmp_path):
     if notebook.stem == "03-the-loop":
         pytest.importorskip("trl")
+    if notebook.stem == "04-inspect-tasks":
+        pytest.importorskip("trl")
+        pytest.importorskip("inspect_ai")
     env = {**os.environ, "WORKBENCH_HOME": str(workbench_home), "WORKBENCH_NOTEBOOK_FAST": "1"}
     result = subprocess.run(
         [
@@ -50,7 +59,7 @@ def test_notebook_runs_top_to_bottom(notebook, workbench_home, tmp_path):
         ],
         capture_output=True,
         text=True,
-        cwd=tmp_path,  # nothing a notebook writes lands in the checkout
+        cwd=tmp_path,  # pytest's own files go there (nbmake runs kernels in notebooks/)
         env=env,
         timeout=1500,
     )

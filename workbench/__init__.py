@@ -42,6 +42,7 @@ _EXPORTS = {
     "Step": "workbench.jobs",
     "create_job": "workbench.jobs",
     "evaluate": "workbench.jobs",
+    "from_inspect": "workbench.inspect_bridge",  # the inspect extra: imported when used
     "load_job": "workbench.jobs",
     "resume": "workbench.jobs",
     "start": "workbench.jobs",
@@ -96,6 +97,7 @@ __all__ = [  # every name of _EXPORTS (tests/test_package.py checks they agree)
     "create_job",
     "eval",
     "evaluate",
+    "from_inspect",
     "fork",
     "get_model",
     "get_store",
@@ -154,6 +156,7 @@ if TYPE_CHECKING:  # for editors and type checkers; nothing is imported at run t
     from workbench.compare import Comparison, compare
     from workbench.environment import Environment, Scenario, Tool
     from workbench.errors import WorkbenchError
+    from workbench.inspect_bridge import from_inspect
     from workbench.jobs import (
         Job,
         JobFinished,

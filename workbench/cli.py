@@ -122,8 +122,16 @@ def eval_command(
     workers: int = typer.Option(
         None, "--workers", help="Ray actors (default: one per CPU of the cluster)."
     ),
+    grader: str = typer.Option(
+        None, "--grader", help="Inspect tasks: the model id that model_graded_* scorers use."
+    ),
+    task_arg: list[str] = typer.Option(
+        None, "-T", "--task-arg", help="Inspect tasks: an argument of the @task, KEY=VALUE."
+    ),
 ) -> None:
-    """Evaluate models on a taskset, with a live progress bar and a leaderboard at the end."""
+    """Evaluate models on a taskset, with a live progress bar and a leaderboard at the end.
+
+    TASKSET may also be an Inspect AI task, FILE.py@task_name (the `inspect` extra)."""
     from workbench import jobs
 
     if resume:
@@ -134,6 +142,12 @@ def eval_command(
                 "give a taskset and at least one model, e.g. "
                 "`workbench eval shop-basics scripted:expert scripted:weak`"
             )
+        if "@" in taskset and taskset.rpartition("@")[0].endswith(".py"):  # Inspect AI
+            from workbench.inspect_bridge import from_inspect, parse_task_args
+
+            taskset = from_inspect(taskset, task_args=parse_task_args(task_arg), grader=grader)
+        elif grader or task_arg:
+            raise WorkbenchError("--grader and -T go with an Inspect task: FILE.py@task_name")
         # Only what was given goes on: RunConfig holds the defaults and checks every value.
         job = jobs.create_job(
             taskset,
@@ -277,6 +291,22 @@ def compare_command(
     from workbench.compare import compare, render_comparison
 
     console.print(render_comparison(compare(a, b, taskset=taskset)))
+
+
+@app.command("export")
+def export_command(
+    job: str = typer.Argument(..., help="A job id (or unique prefix)."),
+    fmt: str = typer.Option("inspect", "--format", help="inspect: Inspect AI .eval logs."),
+    out: Path = typer.Option(Path("logs"), "--out", help="The folder to write to."),
+) -> None:
+    """Write a job in another tool's format: Inspect AI logs, one .eval per model."""
+    if fmt != "inspect":
+        raise WorkbenchError(f"unknown export format '{fmt}': use inspect")
+    from workbench.inspect_bridge import to_inspect_log
+
+    for path in to_inspect_log(job, out):
+        console.print(f"wrote {path}")
+    console.print(f"open them with `inspect view --log-dir {out}`")
 
 
 # -- jobs and traces ----------------------------------------------------------------------
@@ -695,6 +725,13 @@ def tasks_import(
         ..., exists=True, dir_okay=False, help="A .jsonl, a HUD .json task file, or a .py."
     ),
     name: str = typer.Option(None, "--name", help="Name to store it under (default: file stem)."),
+    inspect_dataset: bool = typer.Option(
+        False, "--inspect", help="An Inspect dataset (.jsonl, .json, .csv: input, target, id...)."
+    ),
+    scorer: str = typer.Option(
+        "match", "--scorer", help="With --inspect: match, includes, exact, f1, model_graded_*."
+    ),
+    grader: str = typer.Option(None, "--grader", help="With --inspect: model_graded_*'s model."),
 ) -> None:
     """Store a taskset from a task file (every task is validated first).
 
@@ -704,7 +741,12 @@ def tasks_import(
     from workbench.store import get_store
     from workbench.tasks import Taskset
 
-    ts = Taskset.from_file(path, name=name)
+    if inspect_dataset:
+        from workbench.inspect_bridge import from_inspect_dataset
+
+        ts = from_inspect_dataset(path, name, scorer=scorer, grader=grader)
+    else:
+        ts = Taskset.from_file(path, name=name)
     for task in ts:
         task.validate_args()
     get_store().save_taskset(ts)

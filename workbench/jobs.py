@@ -20,6 +20,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
@@ -353,6 +354,13 @@ class Job:
 
     def traces_df(self) -> pd.DataFrame:
         return self.store.traces_df(job_id=self.id)
+
+    def to_inspect_log(self, log_dir: str | Path = "logs") -> list[Path]:
+        """Write the job as Inspect AI ``.eval`` logs, one per model, for ``inspect view``
+        (needs the ``inspect`` extra); returns their paths."""
+        from workbench.inspect_bridge import to_inspect_log
+
+        return to_inspect_log(self, log_dir)
 
     def traces(self) -> list[Trace]:
         return self.store.traces(job_id=self.id)

@@ -315,6 +315,12 @@ class Taskset:
 
     @classmethod
     def from_dataset(cls, dataset: datasets.Dataset, name: str) -> Taskset:
+        """A taskset from a ``datasets.Dataset`` written by :meth:`to_dataset`, or from one
+        with Inspect AI's field names (``input``, ``target``, ``id``, ``metadata``)."""
+        if "args" not in dataset.column_names and "input" in dataset.column_names:
+            from workbench.inspect_bridge import from_inspect_dataset
+
+            return from_inspect_dataset(dataset, name)
         tasks = []
         for row in dataset:
             args = row["args"]
