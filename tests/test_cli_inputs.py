@@ -104,3 +104,12 @@ def test_smaller_inputs_are_refused_or_handled(tmp_path, monkeypatch):
     live.mkdir()
     _remove_abandoned(folder)
     assert not dead.exists() and live.exists()  # a live training run keeps its folder
+
+
+def test_a_fork_name_may_not_end_in_a_newline(tmp_path):
+    import workbench
+    from workbench.store import Store
+
+    store = Store(f"sqlite:///{tmp_path}/w.db")
+    with pytest.raises(workbench.WorkbenchError, match="not a valid model name"):
+        workbench.fork("smollm2-135m", "my-fork\n", store=store)

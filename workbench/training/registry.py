@@ -69,7 +69,7 @@ def fork(base: str, name: str, store: Store | None = None) -> str:
     """Fork a base model under a new name; returns the model id (the name)."""
     store = store or get_store()
     base = check_base(base.removeprefix("local:"))
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):  # match() would let a trailing newline through ($)
         raise WorkbenchError(
             f"'{name}' is not a valid model name: use letters, digits, '.', '_' and '-' "
             "(no ':' or '@'), up to 64 characters"
