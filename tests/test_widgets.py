@@ -123,6 +123,15 @@ def test_save_taskset_stores_it_under_the_name_given(store):
     assert "saved taskset 'my-shop'" in form.status.value
 
 
+def test_a_form_given_an_empty_taskset_adds_its_tasks_to_that_taskset():
+    given = Taskset("empty")  # no tasks yet: falsy, and still the one the user chose
+    form = ScenarioForm(shop.scenarios["checkout"], given)
+    assert form.taskset is given and form.name.value == "empty"
+    form.fields["product_name"].value = "Gaming Mouse"
+    form.add_button.click()
+    assert given.slugs == ["checkout-gaming-mouse"]
+
+
 # -- RunDialog -------------------------------------------------------------------------------
 
 
@@ -156,6 +165,58 @@ def test_dialog_offers_known_models_and_fills_a_run_config():
     dialog.address.value = "ray://head:10001"
     assert not dialog.address.disabled
     assert dialog.config().backend == "ray" and dialog.config().address == "ray://head:10001"
+
+
+def test_dialog_offers_only_models_that_can_play_the_taskset(store):
+    workbench.fork("smollm2-135m", "my-fork")
+    toy = RunDialog(toy_taskset(), store=store)
+    offered = set(toy.models.options)
+    assert {"scripted:expert", "scripted:slow", "scripted:crasher", "my-fork"} <= offered
+    assert "scripted:weak" not in offered  # a shop policy: the toy environment has none
+    shop_dialog = RunDialog("shop-basics", store=store)
+    assert {"scripted:expert", "scripted:weak", "my-fork"} <= set(shop_dialog.models.options)
+    assert "scripted:slow" not in shop_dialog.models.options
+    shop_dialog.taskset = toy_taskset()  # another taskset: the offer follows it
+    assert "scripted:slow" in shop_dialog.models.options
+
+
+async def test_dialog_runs_a_subset_of_tasks_and_says_how_many_runs_first(store):
+    dialog = RunDialog("shop-basics", store=store)
+    dialog.show()
+    assert len(dialog.tasks.value) == 11  # every task, until some are picked
+    dialog.models.value = ("scripted:expert", "scripted:weak")
+    dialog.tasks.value = dialog.tasks.options[:3]
+    dialog.group_size.value = 2
+    assert "3 tasks × 2 models × group 2 = 12 runs" in dialog.size.value
+    dialog.seed.value, dialog.top_p.value, dialog.max_tokens.value = "7", "0.9", "64"
+    config = dialog.config()
+    assert (config.seed, config.top_p, config.max_tokens) == (7, 0.9, 64)
+    job = dialog.run()
+    await job
+    assert job.total == 12 and store.count_traces(job.id) == 12
+    assert set(job.traces_df()["task"]) == set(dialog.tasks.options[:3])
+    dialog.all_tasks.click()
+    assert "11 tasks × 2 models × group 2 = 44 runs" in dialog.size.value
+
+
+async def test_dialog_reports_every_bad_entry_at_once_and_clamps_nothing(store):
+    dialog = RunDialog("shop-basics", store=store)
+    dialog.show()
+    dialog.other_models.value = "scripted:expert, nosuch:model"
+    dialog.group_size.value = 0
+    dialog.max_steps.value = -3
+    dialog.temperature.value = "warm"
+    dialog.top_p.value = "high"
+    assert dialog.run() is None
+    problems = dialog.error_line.value
+    for expected in ("group size", "max steps", "temperature", "top p", "nosuch"):
+        assert expected in problems, expected
+    assert problems.count("<br>") == 4  # five problems, one line each
+    assert dialog.group_size.value == 0  # not clamped to 1: an error, shown
+    assert "group 0 = 0 runs" in dialog.size.value
+    assert dialog.is_open and dialog.job is None and store.jobs().empty
+    dialog.tasks.value = ()
+    assert "choose at least one task" in "\n".join(dialog.problems())
 
 
 async def test_dialog_run_starts_a_background_job_and_shows_its_progress(store):
@@ -209,9 +270,7 @@ async def test_trace_viewer_fills_live_and_shows_a_runs_tool_calls(store):
     job = workbench.start("shop-basics", ["scripted:expert", "scripted:weak"], store=store)
     viewer = TraceViewer(job)
     seen_running = []
-    job.subscribe(
-        lambda e: seen_running.append(any(r["status"] == "running" for r in viewer.runs.values()))
-    )
+    job.subscribe(lambda e: seen_running.append(viewer.counts["running"] > 0))
     await job
     assert any(seen_running)  # rows appeared as runs started, before they finished
     rows = viewer.table.rows
@@ -288,12 +347,46 @@ def test_training_panel_forks_and_reports_bad_names(store):
     assert "not a valid model name" in panel.message.value
 
 
+def test_training_panel_refuses_a_fork_named_like_a_base_model(store):
+    panel = TrainingPanel()
+    for name in ("smollm2-135m", "SmolLM2-135M", "claude"):
+        panel.fork_name.value = name
+        panel.fork_button.click()
+        assert "the name of a base model" in panel.message.value, name
+    assert workbench.training.list_forks() == []
+
+
 def test_training_panel_checks_hyperparameters_before_training(store):
     workbench.fork("smollm2-135m", "m")
     panel = TrainingPanel("m")
     panel.params["epochs"].value = "-1"
     assert panel.train() is None and "epochs" in panel.message.value
     assert not panel.training and panel.config  # nothing started
+
+
+async def test_time_left_is_estimated_before_the_first_step(store):
+    """Progress and an ETA from the moment Train is pressed: steps from the runs chosen, the
+    time per step from the last training run (a first guess without one)."""
+    from widgets.eta import likely_examples, plan, prior
+
+    teacher = await workbench.evaluate(toy_taskset(6), "scripted:expert", store=store)
+    config = workbench.training.TrainConfig(batch_size=4, epochs=2)
+    assert likely_examples(store, None, [teacher.id], config) == 6
+    assert plan(6, config) == 4  # 2 batches of 4 (then 2) per epoch, 2 epochs
+    overhead, per_step, source = prior(store, config)
+    assert overhead > 0 and per_step > 0 and "first guess" in source
+    workbench.fork("smollm2-135m", "m")
+    registry.add_checkpoint(
+        registry.Checkpoint(
+            id="20260101-000000-aaaaaa", model="m", parent=None, created_at=time.time(),
+            method="sft", path="/nowhere",
+            manifest={"hyperparameters": {"batch_size": 8},
+                      "metrics": {"steps": 10, "train_seconds": 50.0, "seconds": 70.0}},
+        ),
+        move_head=True,
+    )  # fmt: skip
+    overhead, per_step, source = prior(store, config)
+    assert (overhead, per_step, source) == (20.0, 2.5, "the last training run")
 
 
 def test_checkpoint_tree_marks_head_and_set_head_moves_it(store):
@@ -346,6 +439,39 @@ async def test_training_panel_trains_with_a_live_loss_curve(store):
     assert list(panel.loss.data[0].x) == [1, 2] and all(y > 0 for y in panel.loss.data[0].y)
     assert workbench.training.get_fork("tiny").head == checkpoint.id
     assert panel.tree.value == checkpoint.id and "HEAD" in panel.message.value
+    # "Evaluate this checkpoint": its held-out results join its entry in the tree.
+    heldout = workbench.load_taskset("arithmetic-heldout").slugs[:2]
+    job = panel.evaluate("arithmetic-heldout", task_ids=heldout, max_steps=2, max_tokens=24)
+    assert job.config.models == [f"tiny@{checkpoint.id}"]
+    await job
+    label = dict((v, k) for k, v in panel.tree.options)[checkpoint.id]
+    assert "arithmetic-heldout: " in label and "%" in label
+    assert workbench.checkpoints("tiny")[0].evals["arithmetic-heldout"]["job"] == job.id
+
+
+@pytest.mark.slow
+async def test_stop_ends_training_with_nothing_half_written(store, workbench_home):
+    pytest.importorskip("trl")
+    teacher = await workbench.evaluate(
+        "arithmetic-train",
+        "scripted:calculator",
+        store=store,
+        task_ids=workbench.load_taskset("arithmetic-train").slugs[:8],
+    )
+    workbench.fork("smollm2-135m", "stopped")
+    panel = TrainingPanel("stopped")
+    panel.jobs.value = (teacher.id,)
+    panel.params["batch_size"].value = "2"
+    task = panel.train()
+    # From the first second: the steps to come and the time they should take.
+    assert panel.eta.startswith("step 0 of 4 · about ") and " left " in panel.eta
+    assert panel.stop_button.layout.display is None and panel.progress.max == 4
+    panel.stop_button.click()
+    assert await task is None
+    assert "training stopped: no checkpoint was written" in panel.message.value
+    assert workbench.checkpoints("stopped") == [] and not panel.training
+    folder = workbench_home / "models" / "stopped"
+    assert not folder.exists() or list(folder.iterdir()) == []  # no partial checkpoint
 
 
 # -- Dashboard -------------------------------------------------------------------------------
@@ -366,7 +492,102 @@ async def test_dashboard_lists_stored_jobs_and_follows_a_run_from_its_dialog(sto
     assert "finished" in dict((v, k) for k, v in dash.jobs.options)[job.id]
 
 
+async def test_switching_to_a_taskset_without_jobs_shows_none_of_the_previous_traces(store):
+    await workbench.evaluate("shop-basics", "scripted:weak", store=store)
+    dash = Dashboard(store=store)
+    assert len(dash.traces.rows) == 11
+    dash.tasksets.value = "arithmetic-basics"  # no job has run on it
+    assert dash.jobs.options == () and dash.traces.rows == []
+    assert "no jobs on this taskset yet" in dash.traces.summary.value
+    assert dash.traces.detail.value.count("wb-title") == 0
+    assert "scripted:weak" not in dash.traces.model_filter.options
+    assert dash.leaderboard.models == [] and dash.leaderboard.runs == 0
+
+
+async def test_the_address_names_the_taskset_job_and_trace_and_opens_them(store):
+    first = await workbench.evaluate("shop-basics", "scripted:weak", store=store)
+    await workbench.evaluate("shop-basics", "scripted:expert", store=store)
+    dash = Dashboard(store=store)
+    dash.jobs.value = first.id
+    dash.traces.select(2)
+    trace_id = dash.traces.index.row(dash.traces.selected)["id"]
+    assert dash.address.query == f"taskset=shop-basics&job={first.id}&trace={trace_id}"
+    # A shared address opens the same view (the page says it when it opens: Voila).
+    other = Dashboard(store=store)
+    assert other.jobs.value != first.id
+    other.address.opened(f"?taskset=shop-basics&job={first.id[:6]}&trace={trace_id[:8]}")
+    assert other.jobs.value == first.id and other.traces.selected == dash.traces.selected
+    assert trace_id[:12] in other.traces.detail.value or "reward" in other.traces.detail.value
+    third = Dashboard(store=store, address=f"job={first.id}")  # QUERY_STRING under Voila
+    assert third.taskset == "shop-basics" and third.jobs.value == first.id
+
+
+async def test_a_click_on_a_bar_or_a_heatmap_cell_opens_the_matching_traces(store):
+    old = await workbench.evaluate("shop-basics", "scripted:expert", store=store)
+    new = await workbench.evaluate("shop-basics", "scripted:weak", store=store)
+    dash = Dashboard(store=store)
+    assert dash.jobs.value == new.id
+    dash.leaderboard.bars.clicked = {"x": "scripted:expert", "y": 1.0, "at": 1}  # a bar
+    assert dash.jobs.value == old.id  # the job that ran that model
+    assert {r["model"] for r in dash.traces.rows} == {"scripted:expert"}
+    assert len(dash.traces.rows) == 11 and dash.traces.selected
+    task = dash.leaderboard.heatmap.data[0].x[3]
+    dash.leaderboard.heatmap.clicked = {"x": task, "y": "scripted:weak", "at": 2}  # a cell
+    assert dash.jobs.value == new.id
+    assert [(r["model"], r["task"]) for r in dash.traces.rows] == [("scripted:weak", task)]
+    assert task in dash.traces.detail.value  # its trace is open
+
+
+async def test_the_compare_tab_shows_flipped_tasks_first_and_opens_a_task_side_by_side(store):
+    job = await workbench.evaluate("shop-basics", ["scripted:expert", "scripted:weak"], store=store)
+    dash = Dashboard(store=store)
+    view = dash.comparison
+    assert {"scripted:expert", "scripted:weak"} <= {v for _, v in view.a.options}
+    view.a.value, view.b.value = "scripted:weak", "scripted:expert"
+    view.compare_button.click()
+    c = view.comparison
+    assert c.flipped_up and not c.flipped_down and c.better in (True, None)
+    flipped = [r["key"] for r in view.table.rows[: len(c.flipped_up)]]
+    assert flipped == c.flipped_up  # the flipped tasks come first
+    assert all(r["flip"].startswith("up") for r in view.table.rows[: len(flipped)])
+    assert c.summary in view.verdict.value
+    view.table.selected = flipped[0]  # a click on a task
+    assert dash.tabs.selected_index == 0 and dash.jobs.value == job.id
+    assert 'class="wb-side"' in dash.traces.detail.value  # weak and expert, side by side
+    assert dash.traces.detail.value.count(flipped[0]) >= 2
+
+
+async def test_a_taskset_leaderboard_never_pools_runs_of_different_settings(store):
+    await workbench.evaluate("shop-basics", "scripted:weak", store=store, group_size=1)
+    await workbench.evaluate("shop-basics", "scripted:weak", store=store, group_size=2)
+    board = Leaderboard("shop-basics", store=store)
+    assert sorted(board.models) == ["scripted:weak · group 1", "scripted:weak · group 2"]
+    assert sorted(board.board["runs"]) == [11, 22]
+
+
+def test_a_forks_runs_from_two_checkpoints_are_two_rows_of_the_leaderboard(store):
+    workbench.fork("smollm2-135m", "m")
+    job = workbench.create_job(toy_taskset(2), "m", store=store)
+    store.add_traces(
+        workbench.Trace(
+            job_id=job.id, taskset="toy-count", task=task.slug, model="m", checkpoint=ckpt,
+            group_index=0 if ckpt == "c1" else 1, reward=float(ckpt == "c2"),
+        )
+        for task in job.taskset
+        for ckpt in ("c1", "c2")
+    )  # fmt: skip
+    board = Leaderboard("toy-count", store=store)
+    assert board.models == ["m@c2", "m@c1"] and list(board.board["runs"]) == [2, 2]
+
+
 def test_voila_command_serves_the_dashboard_on_the_given_address():
     cmd = voila_command("127.0.0.1", 9999)
     assert cmd[1:3] == ["-m", "voila"] and cmd[3].endswith("notebooks/dashboard.ipynb")
     assert "--Voila.ip=127.0.0.1" in cmd and "--port=9999" in cmd and "--no-browser" in cmd
+
+
+def test_voila_culls_the_kernels_of_closed_pages():
+    cmd = voila_command("127.0.0.1", 9999, cull_idle=60, cull_every=10)
+    assert "--MappingKernelManager.cull_idle_timeout=60" in cmd
+    assert "--MappingKernelManager.cull_interval=10" in cmd
+    assert "--MappingKernelManager.cull_connected=False" in cmd  # an open page keeps its own

@@ -2,9 +2,12 @@
 
 ```python
 from widgets import ScenarioForm, RunDialog, TraceViewer, Leaderboard, TrainingPanel
+from widgets import CompareView, Dashboard
 ```
 """
 
+from widgets.charts import Chart
+from widgets.compare import CompareView
 from widgets.dashboard import Dashboard, serve_dashboard
 from widgets.forms import ScenarioForm
 from widgets.leaderboard import Leaderboard
@@ -13,6 +16,8 @@ from widgets.traces import TraceViewer
 from widgets.training import TrainingPanel
 
 __all__ = [
+    "Chart",
+    "CompareView",
     "Dashboard",
     "Leaderboard",
     "RunDialog",

@@ -161,7 +161,10 @@ class ScenarioForm(w.VBox):
     ):
         self.scenario = scenario
         self.store = store
-        self.taskset = taskset or Taskset(f"{scenario.env.name}-{scenario.name}")
+        # An empty Taskset is falsy (len 0): test for None, or the given one would be lost.
+        self.taskset = (
+            taskset if taskset is not None else Taskset(f"{scenario.env.name}-{scenario.name}")
+        )
         self.fields = {name: Field(name, info) for name, info in scenario.parameters.items()}
         self.slug = w.Text(
             placeholder="optional (derived from the arguments)",

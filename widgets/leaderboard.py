@@ -5,40 +5,79 @@ Leaderboard(job)                    # a running or finished Job: live while it r
 Leaderboard("shop-basics")          # every stored run of a taskset
 Leaderboard([before, after])        # several jobs side by side
 board.watch(job)                    # add a job that starts later
+board.link(viewer)                  # a click on a bar or a heatmap cell filters a TraceViewer
+board.export("board.csv")           # the table as CSV, JSON Lines or Parquet
 ```
 
-The statistics are :func:`workbench.leaderboard` and :func:`workbench.per_task`; the widget
-draws them and redraws as ``RunFinished`` events arrive.
+The statistics are :func:`workbench.leaderboard.leaderboard_from_cells` and
+:func:`~workbench.leaderboard.per_task_from_cells` over runs summed per cell in SQL; the widget
+draws them and redraws as ``RunFinished`` events arrive. Runs are never pooled silently: a
+row is a model, and when the runs shown differ in checkpoint (a fork before and after
+training) or in settings (group size, step limit, sampling, timeout) the rows say which
+(``my-fork@20260101…``, ``scripted:weak · group 4``).
 """
 
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable
+import io
+import json
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
 
 import ipywidgets as w
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import traitlets
 
 import workbench
 from workbench import Job, JobFinished, RunFinished, Store, Taskset, Trace
+from workbench.export import FORMATS, export_leaderboard
 from workbench.leaderboard import (
+    CELL_COLUMNS,
     leaderboard_from_cells,
     merge_cells,
     per_task_from_cells,
-    run_cells,
 )
-from workbench.store import trace_row
+from workbench.training import list_forks
 
-from ._live import Throttle, note_html, stylesheet
+from ._live import Throttle, error_html, later, note_html, stylesheet
+from .browser import Download
+from .charts import Chart
+
+KEYS = ["model", "checkpoint", "job_id", "task"]
+WIDE_HEATMAP = 12  # more tasks than this: the heatmap gets a row of its own  # what runs are summed by before labelling
+# The settings that make two jobs' runs different experiments (RunConfig fields).
+SETTINGS = {
+    "group_size": "group {}",
+    "max_steps": "{} steps",
+    "timeout": "timeout {} s",
+    "temperature": "temperature {}",
+    "top_p": "top-p {}",
+    "max_tokens": "{} max tokens",
+    "seed": "seed {}",
+}
 
 
-def _cell(trace: Trace) -> pd.DataFrame:
-    """One finished run as a one-run cell table."""
-    row = trace_row(trace)
-    row.pop("data")
-    return run_cells(pd.DataFrame([row]), ["model", "task"])
+def run_cell(trace: Trace) -> dict[str, Any]:
+    """One finished run as a cell row (the leaderboard's rules: see workbench.leaderboard)."""
+    error = trace.stop_reason == "error"
+    success = trace.success and not error
+    reward = 0.0 if error else float(trace.reward)
+    return {
+        "model": trace.model,
+        "checkpoint": trace.checkpoint,
+        "job_id": trace.job_id,
+        "task": trace.task,
+        "runs": 1.0,
+        "successes": float(success),
+        "errors": float(error),
+        "timeouts": float(trace.stop_reason == "timeout" and not success),
+        "reward_sum": reward,
+        "reward_sq": reward * reward,
+    }
 
 
 def _interval(value: float, low: float, high: float, percent: bool) -> str:
@@ -50,11 +89,13 @@ def _interval(value: float, low: float, high: float, percent: bool) -> str:
 
 
 def board_html(board: pd.DataFrame) -> str:
-    """The leaderboard as an HTML table: success and reward with 95% intervals, pass@k."""
+    """The leaderboard as an HTML table: success and reward with 95% intervals, pass@k,
+    and failures, errors and timeouts counted apart."""
     if board.empty:
         return note_html("no finished runs yet")
     passes = [c for c in board.columns if c.startswith("pass@")]
-    head = ["model", "runs", "success [95% CI]", "mean reward [95% CI]", *passes, "errors"]
+    head = ["model", "runs", "success [95% CI]", "mean reward [95% CI]", *passes]
+    head += ["failures", "errors", "timeouts"]
     rows = []
     for _, r in board.iterrows():
         cells = [
@@ -63,7 +104,9 @@ def board_html(board: pd.DataFrame) -> str:
             _interval(r["success_rate"], r["success_low"], r["success_high"], True),
             _interval(r["mean_reward"], r["reward_low"], r["reward_high"], False),
             *("" if pd.isna(r[p]) else f"{r[p]:.2f}" for p in passes),
+            str(r["failures"]),
             str(r["errors"]),
+            str(r["timeouts"]),
         ]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     header = "".join(f"<th>{h}</th>" for h in head)
@@ -71,10 +114,13 @@ def board_html(board: pd.DataFrame) -> str:
 
 
 class Leaderboard(w.VBox):
-    """Bars of success rate per model (95% Wilson intervals), a table and a heatmap."""
+    """Bars of success rate per model (95% intervals), a table and a model x task heatmap."""
 
     runs = traitlets.Int(0, help="runs counted so far")
-    models = traitlets.List(traitlets.Unicode(), help="models, best first")
+    models = traitlets.List(traitlets.Unicode(), help="rows (models), best first")
+    selection = traitlets.Dict(
+        help="the last bar or cell clicked: model, checkpoint, jobs, task (None for a bar)"
+    )
 
     def __init__(
         self,
@@ -85,13 +131,20 @@ class Leaderboard(w.VBox):
         self.store = store
         self.board = pd.DataFrame()
         self.tasks = pd.DataFrame()
-        # Runs summed per (model, task): the stored ones from SQL, then one per live run.
-        self._cells: list[pd.DataFrame] = []
+        self.rows: dict[str, dict[str, Any]] = {}  # label -> model, checkpoint, jobs
+        # Stored runs are read by these (SQL GROUP BY); live runs are kept per job and run
+        # until the store has them.
+        self._sources: list[tuple[Store, Callable[[Store], pd.DataFrame], str | None]] = []
+        self._stored: list[pd.DataFrame] = []
+        self._live: dict[str, dict[tuple, dict[str, Any]]] = {}
+        self._jobs: dict[str, Job] = {}
+        self._configs: dict[str, dict[str, Any]] = {}
+        self._models_jobs: dict[str, list[str]] = {}  # a taskset's jobs that ran each model
         self._unsubscribe: list = []
         self._redraw = Throttle(self._draw, 0.3)
         self.title = w.HTML()
-        self.bars = go.FigureWidget(
-            data=[
+        self.bars = Chart(
+            go.Figure(
                 go.Bar(
                     x=[],
                     y=[],
@@ -99,46 +152,83 @@ class Leaderboard(w.VBox):
                     name="success rate",
                     textposition="inside",
                     insidetextanchor="start",
-                )
-            ],
-            layout=go.Layout(
-                title="success rate (95% interval)",
-                yaxis={"range": [0, 1], "tickformat": ".0%"},
-                height=300,
-                margin={"l": 50, "r": 20, "t": 40, "b": 40},
-            ),
-        )
-        self.heatmap = go.FigureWidget(
-            data=[go.Heatmap(z=[], x=[], y=[], zmin=0, zmax=1, colorscale="RdYlGn")],
-            layout=go.Layout(
-                title="success rate per task",
-                height=300,
-                margin={"l": 140, "r": 20, "t": 40, "b": 120},
-            ),
-        )
+                    hovertemplate="%{x}: %{y:.0%}<extra></extra>",
+                ),
+                layout={
+                    "title": {"text": "success rate (95% interval)"},
+                    "yaxis": {"range": [0, 1], "tickformat": ".0%"},
+                    "xaxis": {"automargin": True},
+                    "height": 300,
+                    "margin": {"l": 50, "r": 20, "t": 40, "b": 40},
+                },
+            )
+        ).add_class("wb-bars")
+        self.heatmap = Chart(
+            go.Figure(
+                go.Heatmap(
+                    z=[],
+                    x=[],
+                    y=[],
+                    zmin=0,
+                    zmax=1,
+                    colorscale="RdYlGn",
+                    colorbar={"tickformat": ".0%", "thickness": 12},
+                    hovertemplate="%{y} · %{x}: %{z:.0%}<extra></extra>",
+                    xgap=1,
+                    ygap=1,
+                ),
+                layout={
+                    "title": {"text": "success rate per task (click a cell for its traces)"},
+                    "height": 300,
+                    "xaxis": {
+                        "tickangle": -45,
+                        "automargin": True,
+                        "type": "category",
+                        "dtick": 1,  # every task named, however many
+                    },
+                    "yaxis": {"automargin": True, "type": "category", "autorange": "reversed"},
+                    "margin": {"l": 20, "r": 20, "t": 40, "b": 20},
+                },
+            )
+        ).add_class("wb-heat")
         self.table = w.HTML()
+        self.export_format = w.Dropdown(options=FORMATS, value="csv", layout=w.Layout(width="90px"))
+        self.export_button = w.Button(description="Export table", icon="download")
+        self.download = Download()
+        self.message = w.HTML()
+        self.bars.observe(self._on_click, "clicked")
+        self.heatmap.observe(self._on_click, "clicked")
+        self.export_button.on_click(lambda _: self.download_export())
         super().__init__(
             [
                 stylesheet(),
                 self.title,
-                w.HBox([self.bars, self.heatmap]),
+                w.Box([self.bars, self.heatmap]).add_class("wb-charts"),
                 self.table,
+                w.HBox(
+                    [self.export_format, self.export_button, self.download, self.message],
+                    layout=w.Layout(align_items="center"),
+                ),
             ]
         )
+        self.add_class("wb-board")
         if source is not None:
             self.show(source)
         else:
             self._draw()
 
+    # -- what is counted ----------------------------------------------------------------
+
     def show(self, source: Job | Taskset | str | Iterable[Job]) -> None:
         """Replace what is shown: a job (live), a taskset's stored runs, or several jobs."""
         for unsubscribe in self._unsubscribe:
             unsubscribe()
-        self._unsubscribe, self._cells = [], []
+        self._unsubscribe, self._sources, self._live, self._jobs = [], [], {}, {}
+        self._configs.pop(None, None)
         if isinstance(source, Taskset | str):
             name = source.name if isinstance(source, Taskset) else source
             store = self.store or workbench.get_store()
-            self._cells.append(store.run_cells(taskset=name, by=["model", "task"]))
+            self._sources.append((store, lambda s: self._read(s, taskset=name), name))
             self.title.value = f'<div class="wb-title">Leaderboard · {html.escape(name)}</div>'
         else:
             jobs = [source] if isinstance(source, Job) else list(source)
@@ -147,33 +237,174 @@ class Leaderboard(w.VBox):
                 f'<div class="wb-title">Leaderboard · {html.escape(", ".join(names))}</div>'
             )
             for job in jobs:
-                self.watch(job, redraw=False)
-        self._redraw.flush()
+                self._follow(job)
+        self._reconcile()
 
     def watch(self, job: Job, *, redraw: bool = True) -> None:
         """Count a job's stored runs and, while it runs, each run as it finishes."""
-        self._cells.append(job.store.run_cells(job_id=job.id, by=["model", "task"]))
-        if not job.is_done():
-            self._unsubscribe.append(job.subscribe(self._on_event, steps=False))
+        self._follow(job)
         if redraw:
-            self._redraw.flush()
+            self._reconcile()
+
+    def _follow(self, job: Job) -> None:
+        if job.id in self._jobs:
+            return
+        self._jobs[job.id] = job
+        if not job.is_done():  # subscribe first, then read (in _reconcile)
+            self._live[job.id] = {}
+            self._unsubscribe.append(job.subscribe(self._on_event, steps=False))
+            later(0.5, self._reconcile)  # runs still in the trace writer's last batch
+        covered = any(name == job.taskset.name for _, _, name in self._sources)
+        if not covered:  # a taskset shown already reads this job's stored runs
+            read = lambda s, i=job.id: self._read(s, job_id=i)  # noqa: E731
+            self._sources.append((job.store, read, None))
+
+    def _reconcile(self) -> None:
+        """Read the stored runs again; keep live runs only until the store has them."""
+        self._stored = [read(store) for store, read, _ in self._sources]
+        for job_id, runs in self._live.items():
+            if runs:
+                stored = self._jobs[job_id].store.finished_runs(job_id)
+                self._live[job_id] = {k: v for k, v in runs.items() if k not in stored}
+        self._redraw.flush()
 
     def _on_event(self, event) -> None:
         if isinstance(event, RunFinished):
-            self._cells.append(_cell(event.trace))
+            trace = event.trace
+            runs = self._live.setdefault(event.job_id, {})
+            runs[(trace.task, trace.model, trace.group_index)] = run_cell(trace)
             self._redraw()
         elif isinstance(event, JobFinished):
-            self._redraw.flush()
+            self._reconcile()
+
+    # -- clicks, export -----------------------------------------------------------------
+
+    def link(self, viewer) -> None:
+        """Filter a :class:`TraceViewer` to the model (and task) of each click on the charts."""
+
+        def follow(change) -> None:
+            picked = change.new
+            if picked:
+                viewer.filter(model=picked["model"], task=picked.get("task") or "")
+
+        self.observe(follow, "selection")
+
+    def _on_click(self, change) -> None:
+        point = change.new or {}
+        heat = change.owner is self.heatmap
+        label = point.get("y") if heat else point.get("x")
+        if label not in self.rows:
+            return
+        self.selection = {
+            **self.rows[label],
+            "label": label,
+            "task": point.get("x") if heat else None,
+            "at": point.get("at"),
+        }
+
+    def export(self, path: str | Path | io.BytesIO, *, format: str | None = None) -> int:
+        """Write the table (one row per model) as CSV, JSON Lines or Parquet."""
+        return export_leaderboard(self.board, path, format=format)
+
+    def download_export(self) -> None:
+        """The "Export table" button: the table as a file the browser saves."""
+        fmt = self.export_format.value
+        buffer = io.BytesIO()
+        try:
+            self.export(buffer, format=fmt)
+        except workbench.WorkbenchError as e:
+            self.message.value = error_html(str(e))
+            return
+        self.download.save(f"leaderboard.{fmt}", buffer.getvalue())
+        self.message.value = note_html(f"exported {len(self.board)} rows as leaderboard.{fmt}")
+
+    # -- drawing ------------------------------------------------------------------------
+
+    def _cells(self) -> pd.DataFrame:
+        live = [row for runs in self._live.values() for row in runs.values()]
+        frames = [c for c in self._stored if len(c)]
+        if live:
+            frames.append(pd.DataFrame(live))
+        if not frames:
+            return pd.DataFrame(columns=KEYS + CELL_COLUMNS)
+        cells = pd.concat(frames, ignore_index=True)
+        for column in ("checkpoint", "job_id"):  # one "none" (not NaN != NaN) for dict keys
+            cells[column] = cells[column].astype(object).where(cells[column].notna(), None)
+        return merge_cells(cells, KEYS)
+
+    def _read(self, store: Store, taskset: str | None = None, job_id: str | None = None):
+        """Stored runs summed per cell. The database sums them by (model, task) over an
+        index (a million runs in a fraction of a second); runs are split further by job
+        only when the jobs' settings differ, and by checkpoint only for forks."""
+        jobs = [job_id] if job_id else self._taskset_jobs(store, taskset)
+        settings = {json.dumps(self._settings(j, store), default=str) for j in jobs}
+        if len(settings) > 1:
+            return store.run_cells(job_id=job_id, taskset=taskset, by=KEYS)
+        if jobs and not job_id:  # the settings every stored job of the taskset shares
+            self._configs[None] = self._settings(jobs[0], store)
+        cells = store.run_cells(job_id=job_id, taskset=taskset, by=["model", "task"])
+        cells = cells.assign(checkpoint=None, job_id=job_id)
+        forks = {f.name for f in list_forks(store)}
+        forked = sorted(set(cells["model"]) & forks)
+        if forked:  # a fork's runs may come from several checkpoints: never pooled
+            split = store.run_cells(job_id=job_id, taskset=taskset, models=forked, by=KEYS)
+            cells = pd.concat([cells[~cells["model"].isin(forked)], split], ignore_index=True)
+        return cells[KEYS + CELL_COLUMNS]
+
+    def _taskset_jobs(self, store: Store, taskset: str | None) -> list[str]:
+        jobs = store.jobs()
+        jobs = jobs[jobs["taskset"] == taskset]
+        self._models_jobs = {
+            model: [r.id for r in jobs.itertuples() if model in r.models.split(", ")]
+            for model in {m for r in jobs.itertuples() for m in r.models.split(", ")}
+        }
+        return list(jobs["id"])
+
+    def _settings(self, job_id: str | None, store: Store | None = None) -> dict[str, Any]:
+        """A job's settings (None: those of the stored jobs summed together, all alike)."""
+        if job_id is None:
+            return self._configs.get(None) or dict.fromkeys(SETTINGS)
+        if job_id not in self._configs:
+            job = self._jobs.get(job_id)
+            if job is not None:
+                config = job.config.model_dump()
+            else:
+                store = store or (self._sources[0][0] if self._sources else workbench.get_store())
+                config = store.get_job(job_id)["config"]
+            self._configs[job_id] = {k: config.get(k) for k in SETTINGS}
+        return self._configs[job_id]
+
+    def _labels(self, cells: pd.DataFrame) -> pd.Series:
+        """Each cell's row name: the model, with its checkpoint and settings where the runs
+        shown differ in them (so nothing is pooled silently)."""
+        rows = cells[["model", "checkpoint", "job_id"]].drop_duplicates()
+        settings = {j: self._settings(j) for j in rows["job_id"].unique()}
+        varying = [k for k in SETTINGS if len({str(s[k]) for s in settings.values()}) > 1]
+        checkpoints = rows.groupby("model")["checkpoint"].apply(lambda c: c.nunique(dropna=False))
+        names: dict[tuple, str] = {}
+        self.rows = {}
+        for model, checkpoint, job_id in rows.itertuples(index=False):
+            label = str(model)
+            if checkpoints.get(model, 1) > 1:
+                label += f"@{str(checkpoint)[:15]}" if isinstance(checkpoint, str) else " (base)"
+            setting = settings.get(job_id, {})
+            label += "".join(f" · {SETTINGS[k].format(setting[k])}" for k in varying)
+            names[(model, checkpoint, job_id)] = label
+            row = self.rows.setdefault(label, {"model": str(model), "jobs": []})
+            row["checkpoint"] = checkpoint if isinstance(checkpoint, str) else None
+            ran = [job_id] if isinstance(job_id, str) else self._models_jobs.get(model, [])
+            row["jobs"] += [j for j in ran if j not in row["jobs"]]
+        keys = zip(cells["model"], cells["checkpoint"], cells["job_id"], strict=True)
+        return pd.Series([names[k] for k in keys], index=cells.index)
 
     def _draw(self) -> None:
-        cells = [c for c in self._cells if len(c)]
-        if cells:  # summed now, so live runs don't pile up as one-run tables
-            cells = merge_cells(pd.concat(cells, ignore_index=True))
-            self._cells = [cells]
+        cells = self._cells()
+        if len(cells):
+            labelled = cells.assign(model=self._labels(cells))[["model", "task", *CELL_COLUMNS]]
         else:
-            cells = run_cells(pd.DataFrame(), ["model", "task"])
-        self.board = leaderboard_from_cells(cells)
-        self.tasks = per_task_from_cells(cells) if len(cells) else pd.DataFrame()
+            labelled, self.rows = pd.DataFrame(columns=["model", "task", *CELL_COLUMNS]), {}
+        self.board = leaderboard_from_cells(labelled)
+        self.tasks = per_task_from_cells(labelled) if len(labelled) else pd.DataFrame()
         board = self.board
         with self.bars.batch_update():
             bar = self.bars.data[0]
@@ -184,6 +415,7 @@ class Leaderboard(w.VBox):
                 "symmetric": False,
                 "array": list(board["success_high"] - board["success_rate"]),
                 "arrayminus": list(board["success_rate"] - board["success_low"]),
+                "color": "#98a2b3",
             }
             bar.text = [f"{v:.0%}" for v in board["success_rate"]]
         with self.heatmap.batch_update():
@@ -193,9 +425,23 @@ class Leaderboard(w.VBox):
             else:
                 grid = self.tasks.pivot(index="model", columns="task", values="success_rate")
                 grid = grid.reindex(list(board["model"]))
-                heat.z = grid.astype(object).where(grid.notna(), None).to_numpy().tolist()
-                heat.x = list(grid.columns)
-                heat.y = list(grid.index)
+                values = grid.to_numpy(dtype=float)
+                heat.z = [[None if np.isnan(v) else v for v in row] for row in values]
+                heat.x = [str(t) for t in grid.columns]
+                heat.y = [str(m) for m in grid.index]
+                many = len(grid.columns) > WIDE_HEATMAP
+                heat.texttemplate = None if many else "%{z:.0%}"
+                # Many tasks: the heatmap takes the whole width and names the tasks upright,
+                # shortened (the full name is in the hover), so 40 fit without scrolling.
+                names = [str(t) for t in grid.columns]
+                short = [n if len(n) <= 32 else n[:30] + "…" for n in names]
+                xaxis = self.heatmap.figure.layout.xaxis
+                xaxis.tickvals, xaxis.ticktext = names, short
+                xaxis.tickangle = -90 if many else -45
+                slant = 1.0 if many else 0.72
+                labels = int(max(len(n) for n in short) * 6.5 * slant) + 20
+                self.heatmap.figure.layout.height = 90 + 30 * len(grid.index) + labels
+                self.heatmap.layout.flex = "1 1 100%" if many else None
         self.table.value = board_html(board)
         self.runs = int(board["runs"].sum()) if len(board) else 0
         self.models = [str(m) for m in board["model"]]

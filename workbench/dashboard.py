@@ -6,6 +6,7 @@ the dashboard's widgets live in ``widgets/`` (the library never imports them).
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -17,10 +18,29 @@ from workbench.errors import WorkbenchError
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "dashboard.ipynb"
 
 
+# Each page load starts a kernel (about 270 MB) that outlives the page: a kernel that no page
+# is connected to and that has run nothing for this long is shut down.
+CULL_IDLE_SECONDS = 120.0
+CULL_EVERY_SECONDS = 30.0
+
+
 def voila_command(
-    host: str = "127.0.0.1", port: int = 8866, notebook: Path | str | None = None
+    host: str = "127.0.0.1",
+    port: int = 8866,
+    notebook: Path | str | None = None,
+    *,
+    cull_idle: float = CULL_IDLE_SECONDS,
+    cull_every: float = CULL_EVERY_SECONDS,
+    preheat: bool = True,
 ) -> list[str]:
-    """The Voila command line that serves the dashboard notebook."""
+    """The Voila command line that serves the dashboard notebook.
+
+    ``cull_idle``: seconds after which a kernel with no page connected and nothing running
+    is shut down (checked every ``cull_every`` seconds); a kernel whose page is open is
+    never culled. ``preheat``: keep one kernel started with the notebook already run, so a
+    page opens without waiting for a kernel to start and import the workbench (most of a
+    cold load on 2 cores); the dashboard reads the store again when its page opens.
+    """
     return [
         sys.executable,
         "-m",
@@ -31,6 +51,17 @@ def voila_command(
         f"--port={port}",
         "--Voila.port_retries=0",
         "--show_tracebacks=True",
+        f"--MappingKernelManager.cull_idle_timeout={int(math.ceil(cull_idle))}",
+        f"--MappingKernelManager.cull_interval={int(math.ceil(cull_every))}",
+        "--MappingKernelManager.cull_connected=False",
+        "--MappingKernelManager.cull_busy=False",
+        # The pool is filled again a few seconds after a page takes its kernel, so the
+        # refill does not compete with that page's first load for the CPU.
+        *(
+            ["--preheat_kernel=True", "--pool_size=1", "--VoilaKernelManager.fill_delay=5"]
+            if preheat
+            else []
+        ),
     ]
 
 
@@ -41,14 +72,22 @@ def voila_environment() -> dict[str, str]:
     return env
 
 
-def serve_dashboard(host: str = "127.0.0.1", port: int = 8866) -> int:
-    """Serve the dashboard with Voila until interrupted; prints the address. Returns the exit code."""
+def serve_dashboard(
+    host: str = "127.0.0.1",
+    port: int = 8866,
+    *,
+    cull_idle: float = CULL_IDLE_SECONDS,
+    cull_every: float = CULL_EVERY_SECONDS,
+) -> int:
+    """Serve the dashboard with Voila until interrupted; prints the address. Returns the exit
+    code. Kernels of closed pages are shut down after ``cull_idle`` seconds."""
     if not NOTEBOOK.exists():
         raise WorkbenchError(
             f"the dashboard notebook is missing ({NOTEBOOK}): run from a workbench checkout"
         )
     print(f"Workbench dashboard: http://{host}:{port}/  (Ctrl-C stops it)", flush=True)
     try:
-        return subprocess.call(voila_command(host, port), env=voila_environment())
+        command = voila_command(host, port, cull_idle=cull_idle, cull_every=cull_every)
+        return subprocess.call(command, env=voila_environment())
     except KeyboardInterrupt:
         return 0

@@ -133,6 +133,10 @@ class Step:
     group_index: int
     step: int
     message: dict[str, Any]
+    # What joined the conversation since the last step (the prompt, tool results), this
+    # step's message last; and the run's token usage so far: a live view shows them.
+    messages: tuple[dict[str, Any], ...] = ()
+    usage: dict[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -477,8 +481,8 @@ class Job:
         if not self._watched_live:
             return None
         self._emit(RunStarted(self.id, task.slug, model, group_index))
-        return lambda step, message: self._emit(
-            Step(self.id, task.slug, model, group_index, step, message)
+        return lambda step, message, messages=(), usage=None: self._emit(
+            Step(self.id, task.slug, model, group_index, step, message, messages, usage)
         )
 
     async def _run_one(self, agent: Agent, task: Task, group_index: int) -> Trace:
@@ -497,6 +501,19 @@ def make_agent(model: str, config: RunConfig) -> Agent:
     return Agent(model, max_steps=config.max_steps, sampling=config.sampling)
 
 
+def _step_reporter(on_step: Callable) -> Callable:
+    """``on_step(step, message, new_messages, usage)`` from a run's step callback."""
+    reported = 0
+
+    def step(ctx, message: dict[str, Any]) -> None:
+        nonlocal reported
+        new = tuple(ctx.trace.messages[reported:])
+        reported = len(ctx.trace.messages)
+        on_step(ctx.trace.steps, message, new, dict(ctx.trace.usage))
+
+    return step
+
+
 async def play(
     agent: Agent,
     task: Task,
@@ -505,7 +522,7 @@ async def play(
     job_id: str,
     taskset: str,
     config: RunConfig,
-    on_step: Callable[[int, dict[str, Any]], None] | None = None,
+    on_step: Callable[..., None] | None = None,
 ) -> Trace:
     """One run of a job, wherever it executes (this process or a Ray actor); its trace."""
     ctx = EvalContext(
@@ -513,7 +530,7 @@ async def play(
         job_id=job_id,
         taskset=taskset,
         group_index=group_index,
-        on_step=None if on_step is None else lambda ctx, msg: on_step(ctx.trace.steps, msg),
+        on_step=None if on_step is None else _step_reporter(on_step),
         runtime=config.runtime,
     )
     from workbench.runtimes.docker import job_scope

@@ -118,7 +118,9 @@ class RunActor:
                 job_id=job_id,
                 taskset=taskset,
                 config=run_config,
-                on_step=lambda n, message: steps.put_nowait(("step", n, message)),
+                on_step=lambda n, message, new=(), usage=None: steps.put_nowait(
+                    ("step", n, message, new, usage)
+                ),
             )
         )
         try:
@@ -176,7 +178,7 @@ class RayPool:
                 async for ref in call:
                     item = await ref
                     if item[0] == "step":
-                        on_step(item[1], item[2])
+                        on_step(*item[1:])
                     else:
                         return Trace.model_validate(item[1])
                 raise RuntimeError("the Ray actor ended the run without a trace")
