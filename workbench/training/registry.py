@@ -65,6 +65,16 @@ def check_base(base: str) -> str:
     )
 
 
+def _names_a_base_model(name: str) -> bool:
+    """A fork named like a base model or an alias would shadow it, or be shadowed: the same
+    name would mean two models (``smollm2-135m`` the fork, ``local:smollm2-135m`` the base)."""
+    from workbench.models import ALIASES
+    from workbench.models.local import BUNDLED
+
+    taken = {*BASE_MODELS, *BUNDLED, *ALIASES}
+    return name.lower() in {n.lower() for n in taken}
+
+
 def fork(base: str, name: str, store: Store | None = None) -> str:
     """Fork a base model under a new name; returns the model id (the name)."""
     store = store or get_store()
@@ -73,6 +83,11 @@ def fork(base: str, name: str, store: Store | None = None) -> str:
         raise WorkbenchError(
             f"'{name}' is not a valid model name: use letters, digits, '.', '_' and '-' "
             "(no ':' or '@'), up to 64 characters"
+        )
+    if _names_a_base_model(name):
+        raise WorkbenchError(
+            f"'{name}' is the name of a base model (or an alias of one): a fork needs a name "
+            f"of its own, e.g. '{name}-ft'"
         )
     if get_fork(name, store) is not None:
         raise WorkbenchError(
@@ -219,3 +234,19 @@ def resolve(model_id: str, store: Store | None = None) -> tuple[Fork, Checkpoint
     if fork_.head is None:
         return fork_, None
     return fork_, get_checkpoint(name, fork_.head, store)
+
+
+def remove_checkpoint(name: str, checkpoint: str, store: Store | None = None) -> None:
+    """Take a checkpoint that nothing builds on out of the tree and off the disk (the Loop
+    does this to a round that did not finish). HEAD and parents of other checkpoints stay."""
+    import shutil
+
+    store = store or get_store()
+    ckpt = get_checkpoint(name, checkpoint, store)
+    if require_fork(name, store).head == ckpt.id:
+        raise WorkbenchError(f"checkpoint {ckpt.id} is HEAD of '{name}': move HEAD first")
+    if any(c.parent == ckpt.id for c in checkpoints(name, store)):
+        raise WorkbenchError(f"checkpoint {ckpt.id} has children: it stays in the tree")
+    with store.engine.begin() as conn:
+        conn.execute(checkpoints_table.delete().where(checkpoints_table.c.id == ckpt.id))
+    shutil.rmtree(ckpt.path, ignore_errors=True)
