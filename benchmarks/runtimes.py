@@ -64,9 +64,16 @@ TARGET_ISOLATED = 300.0
 
 
 async def main(args: argparse.Namespace) -> None:
-    from workbench.runtimes.docker import engine_problem
+    try:
+        from workbench.runtimes.docker import engine_problem
+    except ImportError:  # no docker SDK installed here
+
+        def engine_problem() -> str:
+            return "no docker SDK"
 
     runtimes = ["isolated", "inprocess", "subprocess"] + ([] if engine_problem() else ["docker"])
+    if args.runtimes:
+        runtimes = [r for r in args.runtimes.split(",") if r in runtimes]
     if "docker" in runtimes:
         from environments.shop import env
         from workbench.runtimes.images import ensure_image
@@ -101,4 +108,5 @@ if __name__ == "__main__":
     parser.add_argument("--slow-runs", type=int, default=48, help="runs of subprocess, docker")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--runtimes", help="comma-separated subset, e.g. isolated,inprocess")
     asyncio.run(main(parser.parse_args()))
