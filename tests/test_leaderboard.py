@@ -402,3 +402,30 @@ async def test_runs_that_time_out_are_timeouts_not_failures(store):
     counts = ("runs", "successes", "failures", "errors", "timeouts")
     assert tuple(row[list(counts)]) == (6, 0, 0, 0, 6)
     assert row["success_rate"] == 0.0
+
+
+def test_the_taskset_leaderboard_never_pools_jobs_of_different_settings(workbench_home):
+    """Two jobs of the weak policy at group sizes 1 and 3 are two rows, named by what
+    differs; the expert's two alike jobs stay one row (issue 12)."""
+    import asyncio
+
+    from conftest import run_cli
+
+    import workbench
+    from workbench.leaderboard import leaderboard_from_cells, taskset_cells
+
+    asyncio.run(workbench.evaluate("shop-basics", ["scripted:weak", "scripted:expert"]))
+    asyncio.run(workbench.evaluate("shop-basics", "scripted:weak", group_size=3))
+    asyncio.run(workbench.evaluate("shop-basics", "scripted:expert"))
+    board = leaderboard_from_cells(taskset_cells(workbench.get_store(), "shop-basics"))
+    rows = dict(zip(board["model"], board["runs"], strict=True))
+    assert rows == {
+        "scripted:weak · group 1": 11,
+        "scripted:weak · group 3": 33,
+        "scripted:expert": 22,
+    }
+    pass3 = board.set_index("model")["pass@3"]
+    # pooled, pass@3 had no value (the group-1 runs have no three tries); split, it has one
+    assert pass3.notna()["scripted:weak · group 3"] and pass3.isna()["scripted:weak · group 1"]
+    shown = run_cli("leaderboard", "shop-basics")
+    assert "scripted:weak · group 3" in shown.stdout and "scripted:weak · group 1" in shown.stdout

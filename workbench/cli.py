@@ -246,15 +246,17 @@ def leaderboard_command(
     job: str = typer.Option(None, "--job", help="Only this job."),
     by_task: bool = typer.Option(False, "--per-task", help="One row per model x task."),
 ) -> None:
-    """Rank every model evaluated on a taskset (all its jobs, or one)."""
-    from workbench.leaderboard import leaderboard_from_cells, per_task_from_cells
+    """Rank every model evaluated on a taskset (all its jobs, or one). Runs of jobs with
+    different settings, or of a fork's different checkpoints, get rows of their own."""
+    from workbench.leaderboard import leaderboard_from_cells, per_task_from_cells, taskset_cells
     from workbench.store import get_store
 
     store = get_store()
     job_id = store.get_job(job)["id"] if job else None
-    cells = store.run_cells(
-        job_id=job_id, taskset=None if job_id else taskset, by=["model", "task"]
-    )
+    if job_id:
+        cells = store.run_cells(job_id=job_id, by=["model", "task"])
+    else:
+        cells = taskset_cells(store, taskset)
     if cells.empty:
         raise WorkbenchError(
             f"no runs stored for taskset '{taskset}': run `workbench eval {taskset} MODEL` first"

@@ -508,3 +508,54 @@ def per_task(traces: pd.DataFrame) -> pd.DataFrame:
 def per_task_from_cells(cells: pd.DataFrame) -> pd.DataFrame:
     board = leaderboard_from_cells(cells, by=["model", "task"])
     return board.sort_values(["model", "task"], kind="mergesort").reset_index(drop=True)
+
+
+# -- a taskset's leaderboard, never pooled silently ----------------------------------------
+
+# The settings that make two jobs' runs different experiments (RunConfig fields), as shown.
+SETTINGS = {
+    "group_size": "group {}",
+    "max_steps": "{} steps",
+    "timeout": "timeout {} s",
+    "temperature": "temperature {}",
+    "top_p": "top-p {}",
+    "max_tokens": "{} max tokens",
+    "seed": "seed {}",
+}
+
+
+def taskset_cells(store, taskset: str) -> pd.DataFrame:
+    """A taskset's stored runs summed per (row, task), where a row is a model, split by job
+    settings when its jobs' settings differ (``scripted:weak · group 4``) and by checkpoint
+    when a fork's runs come from several (``my-fork@ckpt``): the rows of a leaderboard that
+    never pools different experiments silently. The ``model`` column holds the row's name.
+    """
+    jobs = store.jobs()
+    jobs = jobs[jobs["taskset"] == taskset]
+    cells = store.run_cells(taskset=taskset, by=["model", "checkpoint", "job_id", "task"])
+    if cells.empty:
+        return cells
+    settings = {
+        job_id: {k: store.get_job(job_id)["config"].get(k) for k in SETTINGS}
+        for job_id in jobs["id"]
+    }
+    for column in ("checkpoint", "job_id"):  # None, not NaN: NaN != NaN as a key
+        cells[column] = cells[column].astype(object).where(cells[column].notna(), None)
+    labels = {}
+    for model, rows in cells.groupby("model", sort=False):
+        jobs_of_model = rows["job_id"].unique()
+        varying = [
+            k for k in SETTINGS if len({str(settings.get(j, {}).get(k)) for j in jobs_of_model}) > 1
+        ]
+        several = rows["checkpoint"].nunique(dropna=False) > 1
+        for key in rows[["checkpoint", "job_id"]].drop_duplicates().itertuples(index=False):
+            label = str(model)
+            if several:
+                label += f"@{key.checkpoint}" if isinstance(key.checkpoint, str) else " (base)"
+            config = settings.get(key.job_id, {})
+            label += "".join(f" · {SETTINGS[k].format(config.get(k))}" for k in varying)
+            labels[(model, key.checkpoint, key.job_id)] = label
+    cells["model"] = [
+        labels[k] for k in zip(cells["model"], cells["checkpoint"], cells["job_id"], strict=True)
+    ]
+    return merge_cells(cells.drop(columns=["checkpoint", "job_id"]), ["model", "task"])
