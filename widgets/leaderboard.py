@@ -37,6 +37,7 @@ from workbench import Job, JobFinished, RunFinished, Store, Taskset, Trace
 from workbench.export import FORMATS, export_leaderboard
 from workbench.leaderboard import (
     CELL_COLUMNS,
+    SETTINGS,  # the settings that make two jobs different experiments
     leaderboard_from_cells,
     merge_cells,
     per_task_from_cells,
@@ -49,16 +50,6 @@ from .charts import Chart
 
 KEYS = ["model", "checkpoint", "job_id", "task"]
 WIDE_HEATMAP = 12  # more tasks than this: the heatmap gets a row of its own  # what runs are summed by before labelling
-# The settings that make two jobs' runs different experiments (RunConfig fields).
-SETTINGS = {
-    "group_size": "group {}",
-    "max_steps": "{} steps",
-    "timeout": "timeout {} s",
-    "temperature": "temperature {}",
-    "top_p": "top-p {}",
-    "max_tokens": "{} max tokens",
-    "seed": "seed {}",
-}
 
 
 def run_cell(trace: Trace) -> dict[str, Any]:
