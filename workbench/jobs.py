@@ -209,10 +209,15 @@ class TraceWriter:
         self._writing: asyncio.Task | None = None
         self._failed: BaseException | None = None
 
-    def add(self, trace: Trace) -> None:
+    async def add(self, trace: Trace) -> None:
+        """Buffer a finished run; when the database falls behind by more than a few batches,
+        wait for it (runs are produced faster than a slow disk takes them: memory would
+        grow with the job)."""
         self._buffer.append(trace)
         if len(self._buffer) >= self.batch_size:
             self.flush()
+            if len(self._buffer) >= 4 * self.batch_size and self._writing is not None:
+                await asyncio.shield(self._writing)
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self.interval, self.flush)
 
@@ -421,7 +426,7 @@ class Job:
                 trace = await run_one(task, model, group_index)
                 if trace.stop_reason == "cancelled":
                     continue  # not stored: a resume runs it again
-                writer.add(trace)
+                await writer.add(trace)
                 self.done += 1
                 self.errors += trace.stop_reason == "error"
                 if self._watched:
