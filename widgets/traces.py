@@ -256,6 +256,9 @@ class TraceViewer(w.VBox):
 
     def select(self, index: int) -> None:
         """Select the run in row ``index`` of the page (as a click on it does)."""
+        if not self.table.rows:
+            self._reconcile()  # a job that finished before the view read the store
+        self._redraw.flush()  # runs that arrived since the last (throttled) redraw
         self.selected = self.table.rows[index]["key"]
 
     def select_trace(self, trace_id: str) -> bool:

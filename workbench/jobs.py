@@ -432,6 +432,7 @@ class Job:
                 if self._watched:
                     self._emit(RunFinished(self.id, trace))
 
+        self._ended = "failed"
         try:
             # Fork servers of the isolated runtime made during the job die with it, run
             # processes included, before the job says it has ended.
@@ -441,6 +442,9 @@ class Job:
             heartbeat.cancel()
             try:
                 await writer.close()
+                # Only now, with every run stored: a view that sees the job done and reads
+                # the store then finds them all.
+                self.status = self._ended
             except TraceWriteError:
                 self.status = "failed"  # never "finished" with a run missing
                 raise
@@ -468,15 +472,15 @@ class Job:
         workers = [asyncio.create_task(worker()) for _ in range(self.config.max_concurrent)]
         try:
             await asyncio.gather(*workers)
-            self.status = "finished"
+            self._ended = "finished"
         except asyncio.CancelledError:
-            self.status = "cancelled"
+            self._ended = "cancelled"
             for w in workers:
                 w.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
             raise
         except BaseException:
-            self.status = "failed"
+            self._ended = "failed"
             raise
 
     def _step_emitter(
