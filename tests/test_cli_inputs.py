@@ -82,7 +82,7 @@ def test_smaller_inputs_are_refused_or_handled(tmp_path, monkeypatch):
     import workbench
     from workbench.errors import NotFoundError, UnknownModelError
     from workbench.store import Store
-    from workbench.training.sft import _remove_abandoned
+    from workbench.training.trainer import remove_abandoned as _remove_abandoned
 
     store = Store(f"sqlite:///{tmp_path}/w.db")
     store.add_trace(workbench.Trace(job_id="j", task="t", model="m", group_index=0))

@@ -2,12 +2,13 @@
 
 ```python
 from widgets import ScenarioForm, RunDialog, TraceViewer, Leaderboard, TrainingPanel
-from widgets import CompareView, Dashboard
+from widgets import CompareView, Dashboard, LearningCurveView
 ```
 """
 
 from widgets.charts import Chart
 from widgets.compare import CompareView
+from widgets.curve import LearningCurveView, learning_curve_figure
 from widgets.dashboard import Dashboard, serve_dashboard
 from widgets.forms import ScenarioForm
 from widgets.leaderboard import Leaderboard
@@ -20,9 +21,11 @@ __all__ = [
     "CompareView",
     "Dashboard",
     "Leaderboard",
+    "LearningCurveView",
     "RunDialog",
     "ScenarioForm",
     "TraceViewer",
     "TrainingPanel",
+    "learning_curve_figure",
     "serve_dashboard",
 ]

@@ -29,6 +29,7 @@ from workbench.tasks import builtin_tasksets
 from ._live import note_html, stylesheet
 from .browser import Address
 from .compare import CompareView
+from .curve import LearningCurveView
 from .leaderboard import Leaderboard
 from .run_dialog import RunDialog
 from .traces import TraceViewer
@@ -83,8 +84,10 @@ class Dashboard(w.VBox):
         self.leaderboard = Leaderboard(store=store)  # filled when the taskset is set below
         self.traces = TraceViewer(store=store)
         self.comparison = CompareView(store=store)
+        self.curves = LearningCurveView(store=store)  # any fork's held-out success per round
         self.tabs = w.Tab(
-            [w.VBox([self.jobs, self.traces]), self.comparison], titles=("Traces", "Compare")
+            [w.VBox([self.jobs, self.traces]), self.comparison, self.curves],
+            titles=("Traces", "Compare", "Learning curve"),
         )
         self._live: dict[str, Job] = {}  # jobs started here: the viewers follow their events
         traitlets.link((self.tasksets, "value"), (self, "taskset"))
@@ -129,6 +132,7 @@ class Dashboard(w.VBox):
             taskset = self._store.get_job(job_id)["taskset"]
         names = self.taskset_names()
         self.tasksets.options = names
+        self.curves.refresh()
         taskset = (
             taskset if taskset in names else (self.taskset if self.taskset in names else names[0])
         )

@@ -4,6 +4,7 @@
 panel = TrainingPanel()                          # or TrainingPanel("my-model")
 panel.fork_name.value = "my-model"; panel.fork_button.click()
 panel.jobs.value = (teacher_job.id,)             # which traces to learn from
+panel.method.value = "grpo"                      # sft (default), rft, or grpo on grouped runs
 panel.params["epochs"].value = "1"
 await panel.train()                              # "Train": workbench.train in a thread
 panel.stop()                                     # "Stop": ends after the current step, saves nothing
@@ -14,7 +15,8 @@ job = panel.evaluate("arithmetic-heldout")       # "Evaluate this checkpoint": r
 Each control calls the library (:func:`workbench.fork`, :func:`workbench.train`,
 :func:`workbench.checkpoints`, :func:`workbench.set_head`, :func:`workbench.start`);
 hyper-parameters are the fields of :class:`workbench.training.TrainConfig`. The loss curve is
-fed by ``train(on_step=...)``. The progress bar knows the number of steps before the first
+fed by ``train(on_step=...)``; for GRPO the mean reward of each step's rollouts is drawn
+beside it. The progress bar knows the number of steps before the first
 one (from the traces selected, the batch size and the epochs) and estimates the time left
 from the last training run until this one's steps give a better figure.
 """
@@ -35,7 +37,7 @@ import traitlets
 import workbench
 from workbench import Job, JobFinished, Store, WorkbenchError
 from workbench.tasks import builtin_tasksets
-from workbench.training import TrainConfig, checkpoints, list_forks, select_traces
+from workbench.training import METHODS, TrainConfig, checkpoints, list_forks, select_traces
 from workbench.training.registry import BASE_MODELS, get_fork, record_eval
 
 from ._live import error_html, later, note_html, stylesheet
@@ -53,7 +55,11 @@ PARAMS = (
     "min_reward",
     "max_per_task",
     "seed",
+    "beta",
+    "epsilon",
 )
+GRPO_ONLY = ("beta", "epsilon")  # shown for grpo; sft and rft ignore them
+SFT_ONLY = ("min_reward", "max_per_task")  # grpo learns from every run of a group
 BASE = "base"  # the tree's entry for the base model (checkpoint ids are timestamps)
 
 
@@ -83,6 +89,17 @@ class TrainingPanel(w.VBox):
             description="jobs", rows=4, style=style, layout=w.Layout(width="520px")
         )
         defaults = TrainConfig()
+        self.method = w.ToggleButtons(
+            options=METHODS,
+            value=defaults.method,
+            description="method",
+            style={**style, "button_width": "70px"},
+            tooltips=(
+                "supervised fine-tuning on successful runs (a teacher's, say)",
+                "rejection sampling: the fork's own successful runs, once per task",
+                "group-relative policy optimisation on grouped runs (group size ≥ 2)",
+            ),
+        )
         self.params = {
             name: w.Text(
                 value="" if getattr(defaults, name) is None else str(getattr(defaults, name)),
@@ -101,10 +118,20 @@ class TrainingPanel(w.VBox):
         self.message = w.HTML()
         self.loss = Chart(
             go.Figure(
-                go.Scatter(x=[], y=[], mode="lines+markers", name="loss"),
+                [
+                    go.Scatter(x=[], y=[], mode="lines+markers", name="loss"),
+                    go.Scatter(x=[], y=[], mode="lines+markers", name="reward", yaxis="y2"),
+                ],
                 layout={
                     "title": {"text": "training loss"},
                     "xaxis": {"title": {"text": "step"}},
+                    "yaxis2": {
+                        "title": {"text": "mean reward"},
+                        "overlaying": "y",
+                        "side": "right",
+                        "range": [0, 1.05],
+                    },
+                    "legend": {"orientation": "h", "y": -0.25},
                     "height": 260,
                     "margin": {"l": 50, "r": 20, "t": 40, "b": 40},
                 },
@@ -125,6 +152,7 @@ class TrainingPanel(w.VBox):
         self.models.observe(lambda c: setattr(self, "model", c.new or ""), "value")
         self.observe(self._on_model, "model")
         self.taskset.observe(lambda _: self._list_jobs(), "value")
+        self.method.observe(lambda _: self._show_params(), "value")
         self.tree.observe(lambda _: self._show_details(), "value")
         self.observe(self._on_training, "training")
         self.observe(lambda c: setattr(self.eta_line, "value", note_html(c.new)), "eta")
@@ -144,6 +172,7 @@ class TrainingPanel(w.VBox):
                 self.models,
                 self.taskset,
                 self.jobs,
+                self.method,
                 grid,
                 w.HBox(
                     [self.train_button, self.stop_button, self.progress, self.eta_line],
@@ -157,6 +186,7 @@ class TrainingPanel(w.VBox):
             ]
         )
         self._on_training(None)
+        self._show_params()
         self.refresh()
         if model:
             self.model = model
@@ -183,7 +213,13 @@ class TrainingPanel(w.VBox):
     def config(self) -> TrainConfig:
         """The hyper-parameters as a TrainConfig (raises pydantic's error if one is bad)."""
         values = {name: field.value.strip() or None for name, field in self.params.items()}
+        values["method"] = self.method.value
         return TrainConfig(**{k: v for k, v in values.items() if v is not None})
+
+    def _show_params(self) -> None:
+        hidden = SFT_ONLY if self.method.value == "grpo" else GRPO_ONLY
+        for name, field in self.params.items():
+            field.layout.display = "none" if name in hidden else None
 
     def train(self) -> asyncio.Task | None:
         """Start training in a thread; returns the task (await it for the checkpoint)."""
@@ -207,7 +243,8 @@ class TrainingPanel(w.VBox):
         self._stop_requested = False
         self.training = True
         with self.loss.batch_update():
-            self.loss.data[0].x, self.loss.data[0].y = [], []
+            for trace in self.loss.data:
+                trace.x, trace.y = [], []
         self.status = f"training '{self.model}'…"
         jobs = [self._store.get_job(j)["id"] for j in self.jobs.value] or None
         self._start_clock(config, likely_examples(self._store, self.taskset.value, jobs, config))
@@ -228,15 +265,8 @@ class TrainingPanel(w.VBox):
 
         taskset, jobs = self.taskset.value or None, list(self.jobs.value) or None
         try:
-            examples = await asyncio.to_thread(
-                select_traces,
-                taskset=taskset,
-                jobs=jobs,
-                min_reward=config.min_reward,
-                max_per_task=config.max_per_task,
-                store=self._store,
-            )
-            self._clock["steps"] = plan(len(examples), config)
+            examples = await asyncio.to_thread(self._examples, config, taskset, jobs)
+            self._clock["steps"] = plan(examples, config)
             self._tick()
             checkpoint = await asyncio.to_thread(
                 workbench.train,
@@ -264,11 +294,30 @@ class TrainingPanel(w.VBox):
         self._draw_tree()
         return checkpoint
 
+    def _examples(self, config: TrainConfig, taskset, jobs) -> int:
+        """How many examples training will take (for the progress bar's steps)."""
+        if config.method == "grpo":
+            from workbench.training.grpo import select_groups
+
+            groups = select_groups(taskset, jobs, config.scale_rewards, self._store)
+            return len(groups.rollouts)
+        traces = select_traces(
+            taskset=taskset,
+            jobs=jobs,
+            min_reward=config.min_reward,
+            max_per_task=config.max_per_task,
+            store=self._store,
+        )
+        return len(traces)
+
     def _add_step(self, step: dict[str, Any]) -> None:
-        trace = self.loss.data[0]
+        loss, reward = self.loss.data
         with self.loss.batch_update():
-            trace.x = [*trace.x, step["step"]]
-            trace.y = [*trace.y, step["loss"]]
+            loss.x = [*loss.x, step["step"]]
+            loss.y = [*loss.y, step["loss"]]
+            if step.get("reward") is not None:
+                reward.x = [*reward.x, step["step"]]
+                reward.y = [*reward.y, step["reward"]]
         clock = self._clock
         clock.setdefault("first_step", time.monotonic())
         clock["done"] = step["step"]
@@ -436,7 +485,7 @@ class TrainingPanel(w.VBox):
                 m = c.metrics
                 traces = c.manifest.get("data", {}).get("traces", "?")
                 label = (
-                    f"{mark(c.id)}{'   ' * depth}└ {c.id} · {traces} traces · loss "
+                    f"{mark(c.id)}{'   ' * depth}└ {c.id} · {c.method} on {traces} traces · loss "
                     f"{m.get('final_loss')} · {m.get('steps')} steps"
                 )
                 for taskset, result in c.evals.items():

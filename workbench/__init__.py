@@ -49,6 +49,7 @@ _EXPORTS = {
     "leaderboard": "workbench.leaderboard",
     "per_task": "workbench.leaderboard",
     "LoopResult": "workbench.loop",
+    "learning_curve": "workbench.loop",
     "run_loop": "workbench.loop",
     "PolicyContext": "workbench.models",
     "answer": "workbench.models",
@@ -102,6 +103,7 @@ __all__ = [  # every name of _EXPORTS (tests/test_package.py checks they agree)
     "get_model",
     "get_store",
     "leaderboard",
+    "learning_curve",
     "load_job",
     "load_taskset",
     "per_task",
@@ -172,7 +174,7 @@ if TYPE_CHECKING:  # for editors and type checkers; nothing is imported at run t
         start,
     )
     from workbench.leaderboard import leaderboard, per_task
-    from workbench.loop import LoopResult, run_loop
+    from workbench.loop import LoopResult, learning_curve, run_loop
     from workbench.models import PolicyContext, answer, call, get_model
     from workbench.runs import EvalContext, eval
     from workbench.store import Store, get_store

@@ -22,7 +22,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from workbench.errors import WorkbenchError
+from workbench.errors import OptionsError, WorkbenchError
 
 app = typer.Typer(
     help="Workbench: evaluate agents on tasksets, read their traces, rank models.",
@@ -451,35 +451,44 @@ def models_fork(
 @models_app.command("train")
 def models_train(
     name: str = typer.Argument(..., help="A fork."),
+    method: str = typer.Option(
+        None, "--method", help="sft (default), rft (its own wins) or grpo (grouped runs)."
+    ),
     taskset: str = typer.Option(None, "--taskset", help="Train on this taskset's traces."),
     jobs: str = typer.Option(None, "--jobs", help="Comma-separated job ids to take traces from."),
-    min_reward: float = typer.Option(1.0, "--min-reward"),
-    max_per_task: int = typer.Option(None, "--max-per-task"),
-    epochs: float = typer.Option(1.0, "--epochs"),
-    lr: float = typer.Option(1e-3, "--lr"),
-    lora_r: int = typer.Option(16, "--lora-r"),
-    batch_size: int = typer.Option(8, "--batch-size"),
+    min_reward: float = typer.Option(None, "--min-reward", help="sft, rft (default 1.0)."),
+    max_per_task: int = typer.Option(None, "--max-per-task", help="sft, rft."),
+    epochs: float = typer.Option(None, "--epochs", help="Default 1."),
+    lr: float = typer.Option(None, "--lr", help="Default 1e-3."),
+    lora_r: int = typer.Option(None, "--lora-r", help="Default 16."),
+    batch_size: int = typer.Option(None, "--batch-size", help="Default 8."),
+    beta: float = typer.Option(None, "--beta", help="grpo: KL weight to the parent (0)."),
+    epsilon: float = typer.Option(None, "--epsilon", help="grpo: clip range (0.2)."),
     keep_head: bool = typer.Option(False, "--keep-head", help="Do not move HEAD to the result."),
 ) -> None:
-    """Fine-tune a fork on successful traces; the new checkpoint becomes HEAD."""
-    from workbench.training.sft import train
+    """Train a fork on traces (sft, rft or grpo); the new checkpoint becomes HEAD."""
+    from workbench.training.trainer import train
 
     ckpt = train(
         name,
         taskset=taskset,
         jobs=[j.strip() for j in jobs.split(",")] if jobs else None,
         move_head=not keep_head,
+        method=method,
         min_reward=min_reward,
         max_per_task=max_per_task,
         epochs=epochs,
         lr=lr,
         lora_r=lora_r,
         batch_size=batch_size,
+        beta=beta,
+        epsilon=epsilon,
     )
     m = ckpt.metrics
     console.print(
-        f"checkpoint [bold]{ckpt.id}[/] of {name}: {ckpt.manifest['data']['traces']} traces, "
-        f"{m['steps']} steps, loss {m['final_loss']}, {m['train_tokens_per_second']} tokens/s"
+        f"checkpoint [bold]{ckpt.id}[/] of {name} ({ckpt.method}): "
+        f"{ckpt.manifest['data']['traces']} traces, {m['steps']} steps, "
+        f"loss {m['final_loss']}, {m['train_tokens_per_second']} tokens/s"
         + ("" if keep_head else " · now HEAD")
     )
 
@@ -528,22 +537,56 @@ def models_head(
 
 @app.command("loop")
 def loop_command(
-    name: str = typer.Option("smollm2-calculator", "--name", help="Name of the new fork."),
-    group_size: int = typer.Option(2, "--group-size", "-g"),
-    epochs: float = typer.Option(2.0, "--epochs"),
+    teacher: str = typer.Option(
+        "scripted:calculator",
+        "--teacher",
+        help="A model whose wins teach the fork (one sft round), or 'none': the fork learns "
+        "from its own runs, round after round.",
+    ),
+    rounds: int = typer.Option(None, "--rounds", help="Self-improvement rounds (default 3)."),
+    method: str = typer.Option(None, "--method", help="rft or grpo (default) without a teacher."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the last loop where it stopped."),
+    name: str = typer.Option(None, "--name", help="Name of the new fork."),
+    base: str = typer.Option(None, "--base", help="The base model to fork (smollm2-135m)."),
+    train_taskset: str = typer.Option(None, "--train-taskset", help="Where it learns."),
+    heldout_taskset: str = typer.Option(None, "--heldout-taskset", help="Where it is measured."),
+    group_size: int = typer.Option(None, "--group-size", "-g"),
+    epochs: float = typer.Option(None, "--epochs", help="The teacher demo's epochs (2)."),
+    lr: float = typer.Option(None, "--lr", help="Learning rate (the method's default)."),
 ) -> None:
-    """The Loop demo: evaluate SmolLM2, train a fork on a teacher's traces, evaluate again."""
-    from workbench.loop import run_loop
+    """The Loop: evaluate SmolLM2, train a fork (on a teacher's runs or its own), evaluate again."""
+    from workbench.loop import render_curve, run_loop
 
+    no_teacher = teacher.lower() in ("none", "")
+    options = {
+        "name": name,
+        "base": base,
+        "train_taskset": train_taskset,
+        "heldout_taskset": heldout_taskset,
+        "group_size": group_size,
+    }
+    if no_teacher:
+        if epochs is not None:
+            raise OptionsError("--epochs is the teacher demo's: rounds train by their method")
+        if lr is not None:
+            options["train"] = {"lr": lr}
+    else:
+        options["epochs"] = epochs if epochs is not None else 2.0
+        options["lr"] = lr
     result = asyncio.run(
         run_loop(
-            name=name,
-            group_size=group_size,
-            epochs=epochs,
+            teacher=None if no_teacher else teacher,
+            rounds=rounds,
+            method=method,
+            resume=resume,
             say=lambda text: console.print(f"[bold cyan]{text}[/]"),
+            **{k: v for k, v in options.items() if v is not None},
         )
     )
-    console.print(_leaderboard_table(result.leaderboard, "arithmetic-heldout · before and after"))
+    heldout = result.after.taskset.name
+    console.print(_leaderboard_table(result.leaderboard, f"{heldout} · before and after"))
+    if not result.curve.empty:
+        console.print(render_curve(result.curve))
     from workbench.compare import render_comparison
 
     console.print(render_comparison(result.comparison))

@@ -151,6 +151,17 @@ training_steps_table = sa.Table(
     sa.Column("at", sa.Float, nullable=False),
 )
 
+# Per-step figures beyond the loss (GRPO's reward, KL, clip ratio ...): one row per
+# (run, step, name), so a new method's figures need no new column.
+training_step_metrics_table = sa.Table(
+    "training_step_metrics",
+    metadata,
+    sa.Column("run", sa.String, nullable=False, index=True),
+    sa.Column("step", sa.Integer, nullable=False),
+    sa.Column("name", sa.String, nullable=False),
+    sa.Column("value", sa.Float),
+)
+
 # Columns for statistics: everything but the conversation.
 SUMMARY_COLUMNS = [c.name for c in traces_table.columns if c.name != "data"]
 

@@ -1,4 +1,4 @@
-"""Training: forks of base models, checkpoint trees, and fine-tuning on successful traces."""
+"""Training: forks of base models, checkpoint trees, and SFT / RFT / GRPO on traces."""
 
 from workbench.training.data import select_traces, to_dataset, tokenize_conversation
 from workbench.training.registry import (
@@ -10,9 +10,10 @@ from workbench.training.registry import (
     list_forks,
     set_head,
 )
-from workbench.training.sft import TrainConfig, train, training_steps
+from workbench.training.trainer import METHODS, TrainConfig, train, training_steps
 
 __all__ = [
+    "METHODS",
     "Checkpoint",
     "Fork",
     "TrainConfig",

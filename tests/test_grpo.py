@@ -1,0 +1,265 @@
+"""GRPO from grouped runs, and RFT, on tiny fixtures: a two-layer model built from a config."""
+
+import json
+
+import pytest
+import torch
+from tiny import save_tiny_model, tiny_model, tiny_tokenizer
+
+import workbench
+from workbench.errors import OptionsError
+from workbench.traces import Trace
+from workbench.training import training_steps
+from workbench.training.data import EmptySelectionError, tokenize_conversation
+from workbench.training.grpo import (
+    advantages,
+    group_traces,
+    grpo_loss,
+    kl_k3,
+    pad_batch,
+    token_logps,
+)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return tiny_tokenizer()
+
+
+def conversation(answer: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": "What is 3 + 4?"}, {"role": "assistant", "content": answer}]
+
+
+def run(task: str, reward: float, index: int, stop: str = "done", job: str = "j1") -> Trace:
+    return Trace(
+        job_id=job, task=task, model="m", group_index=index, reward=reward, stop_reason=stop
+    )
+
+
+# -- advantages ---------------------------------------------------------------------------
+
+
+def test_advantages_of_a_hand_made_group():
+    assert advantages([1.0, 0.0, 0.0, 0.0], scale=False) == [0.75, -0.25, -0.25, -0.25]
+    # scaled by the group's std (Bessel: sqrt(0.75 / 3) = 0.5), as TRL does, plus 1e-4
+    scaled = advantages([1.0, 0.0, 0.0, 0.0])
+    assert scaled == pytest.approx([0.75 / 0.5001, -0.25 / 0.5001, -0.25 / 0.5001, -0.25 / 0.5001])
+    assert sum(scaled) == pytest.approx(0.0, abs=1e-12)
+    assert advantages([0.5, 1.0], scale=False) == [-0.25, 0.25]
+
+
+def test_groups_whose_rewards_are_all_equal_are_skipped_and_counted():
+    traces = [
+        *(run("a", r, i) for i, r in enumerate([1, 0, 1, 0])),  # a spread: used
+        *(run("b", 0, i) for i in range(4)),  # all failed: no signal
+        *(run("c", 1, i) for i in range(4)),  # all succeeded: no signal
+        run("d", 1, 0),  # a single run: no group to compare with
+        run("a", 1, 4, stop="error"),  # the infrastructure failed, not the model
+        *(run("a", r, i, job="j2") for i, r in enumerate([0, 0, 1])),  # another job's group
+    ]
+    found = group_traces(traces)
+    assert (found.groups, found.used, found.skipped, found.dropped_runs) == (5, 2, 3, 1)
+    assert sorted(t.task for t, _ in found.rollouts) == ["a"] * 7
+    by_job = {}
+    for t, a in found.rollouts:
+        by_job.setdefault(t.job_id, []).append(a)
+    assert sum(by_job["j1"]) == pytest.approx(0) and sum(by_job["j2"]) == pytest.approx(0)
+
+
+# -- the loss -----------------------------------------------------------------------------
+
+
+def test_the_loss_mask_covers_assistant_tokens_only(tokenizer):
+    messages = [
+        {"role": "system", "content": "You add."},
+        {"role": "user", "content": "What is 3 + 4?"},
+        {"role": "assistant", "content": "<tool_call>add</tool_call>"},
+        {"role": "user", "content": "<tool_response>7</tool_response>"},
+        {"role": "assistant", "content": "7"},
+    ]
+    row = tokenize_conversation(tokenizer, messages)
+    ids, mask = row["input_ids"], row["assistant_masks"]
+    learned = tokenizer.decode([t for t, m in zip(ids, mask, strict=True) if m])
+    assert learned == "<tool_call>add</tool_call><|im_end|>7<|im_end|>"
+    # GRPO's tensors carry the same mask, shifted by one: position t scores token t + 1
+    batch = pad_batch(
+        [{**row, "advantage": 1.0}, tokenize_conversation(tokenizer, conversation("8"))], 0
+    )
+    assert batch["loss_mask"][0].tolist() == [float(m) for m in mask]
+    assert batch["attention_mask"][1].sum() < batch["attention_mask"][0].sum()  # padded right
+    model = tiny_model(tokenizer)
+    logps, shifted = token_logps(model, batch)
+    assert logps.shape == shifted.shape == (2, len(ids) - 1)
+    assert shifted[0].tolist() == [float(m) for m in mask[1:]]
+
+
+def test_the_kl_term_is_zero_against_itself(tokenizer):
+    model = tiny_model(tokenizer)
+    batch = pad_batch(
+        [
+            {**tokenize_conversation(tokenizer, conversation(a)), "advantage": adv}
+            for a, adv in (("7", 1.0), ("8", -1.0))
+        ],
+        tokenizer.pad_token_id,
+    )
+    logps, mask = token_logps(model, batch)
+    assert torch.equal(kl_k3(logps, logps), torch.zeros_like(logps))
+    with_kl, stats = grpo_loss(logps, logps.detach(), batch["advantages"], mask, beta=0.5)
+    without, _ = grpo_loss(logps, logps.detach(), batch["advantages"], mask, beta=0.0)
+    assert stats["kl"] == 0.0 and stats["clip_ratio"] == 0.0
+    assert with_kl.item() == pytest.approx(without.item())
+    # and away from itself it is positive
+    assert kl_k3(logps, logps.detach() + 0.1)[mask.bool()].min() > 0
+
+
+def test_a_grpo_step_raises_the_log_probability_of_the_rewarded_completion(tokenizer):
+    model = tiny_model(tokenizer)
+    answers, rewards = ["7", "8", "9", "x"], [1.0, 0.0, 0.0, 0.0]
+    batch = pad_batch(
+        [
+            {**tokenize_conversation(tokenizer, conversation(a)), "advantage": adv}
+            for a, adv in zip(answers, advantages(rewards), strict=True)
+        ],
+        tokenizer.pad_token_id,
+    )
+
+    def answer_logps():
+        with torch.no_grad():
+            logps, mask = token_logps(model, batch)
+        return (logps * mask).sum(-1)  # log-probability of each whole completion
+
+    before = answer_logps()
+    old = token_logps(model, batch)[0].detach()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for _ in range(3):
+        logps, mask = token_logps(model, batch)
+        loss, _ = grpo_loss(logps, old, batch["advantages"], mask, epsilon=0.2, beta=0.04)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    after = answer_logps()
+    gain = after - before
+    assert gain[0] > 0  # the rewarded "7" is more likely
+    # and gained more than any other ("<|im_end|>", shared by all, may rise for each)
+    assert gain[0] > gain[1:].max()
+
+
+def test_clipping_stops_a_ratio_that_already_moved_far():
+    logps = torch.zeros(1, 3, requires_grad=True)
+    old = torch.full((1, 3), -1.0)  # ratio e > 1 + epsilon
+    loss, stats = grpo_loss(logps, old, torch.tensor([1.0]), torch.ones(1, 3))
+    loss.backward()
+    assert stats["clip_ratio"] == 1.0 and torch.equal(logps.grad, torch.zeros(1, 3))
+
+
+# -- through workbench.train ----------------------------------------------------------------
+
+
+@pytest.fixture
+def tiny_fork(tmp_path):
+    base = save_tiny_model(tmp_path / "tiny-base")
+    workbench.fork(str(base), "tiny")
+    return "tiny"
+
+
+async def coin_job():
+    # scripted:coin is right on about half of a task's runs: groups with a spread
+    return await workbench.evaluate(
+        "mental-train",
+        "scripted:coin",
+        group_size=4,
+        task_ids=[
+            "8-plus-5",
+            "5-minus-3",
+            "7-minus-6",
+            "1-plus-7",
+            "9-minus-2",
+            "4-plus-4",
+        ],
+    )
+
+
+async def test_grpo_trains_a_checkpoint_with_a_manifest_and_a_live_reward_curve(tiny_fork):
+    job = await coin_job()
+    steps = []
+    ckpt = workbench.train(
+        tiny_fork,
+        method="grpo",
+        jobs=[job.id],
+        batch_size=4,
+        beta=0.04,
+        lr=1e-3,
+        on_step=steps.append,
+        progress=False,
+    )
+    m = ckpt.manifest
+    assert ckpt.method == m["method"] == "grpo" and m["backend"] == "peft"
+    data = m["data"]
+    assert data["groups"] == 6 and data["groups_used"] + data["groups_skipped"] == 6
+    assert data["rollouts"] == 4 * data["groups_used"] == data["traces"]
+    assert data["temperature"] == 1.0 and data["on_policy"] is False  # a scripted sampler
+    assert data["sampled_by"] == {"scripted:coin": data["traces"]}
+    assert m["hyperparameters"]["beta"] == 0.04 and m["hyperparameters"]["epsilon"] == 0.2
+    assert {"torch", "transformers", "trl", "peft"} <= set(m["versions"])
+    assert m["metrics"]["steps"] == len(steps) > 0 and m["metrics"]["train_tokens_per_second"]
+    assert {"step", "loss", "reward", "reward_std", "kl", "clip_ratio"} <= set(steps[0])
+    curve = training_steps(ckpt.id)
+    assert len(curve) == len(steps) and curve["reward"].tolist() == [s["reward"] for s in steps]
+    folder = ckpt.path
+    assert json.loads(open(f"{folder}/manifest.json").read())["data"]["groups_used"] > 0
+    assert workbench.get_store() and workbench.training.get_fork(tiny_fork).head == ckpt.id
+
+
+async def test_the_training_panel_trains_grpo_with_a_live_reward_curve(tiny_fork):
+    from widgets import TrainingPanel
+
+    job = await coin_job()
+    panel = TrainingPanel(tiny_fork)
+    panel.jobs.value = (job.id,)
+    panel.method.value = "grpo"
+    assert panel.params["beta"].layout.display is None  # grpo's options shown, sft's hidden
+    assert panel.params["min_reward"].layout.display == "none"
+    panel.params["batch_size"].value = "4"
+    ckpt = await panel.train()
+    assert panel.error == "" and ckpt.method == "grpo"
+    loss, reward = panel.loss.data
+    steps = training_steps(ckpt.id)
+    assert list(reward.x) == list(loss.x) == steps["step"].tolist()
+    assert list(reward.y) == pytest.approx(steps["reward"].tolist())
+    assert panel.tree.value == ckpt.id and "grpo on" in panel.tree.label
+
+
+async def test_rft_learns_each_tasks_distinct_wins_once(tiny_fork):
+    job = await coin_job()
+    wins = {(t.task, json.dumps(t.messages)) for t in job.traces() if t.reward == 1}
+    ckpt = workbench.train(tiny_fork, method="rft", jobs=[job.id], progress=False)
+    assert ckpt.manifest["data"]["traces"] == len(wins)
+    assert ckpt.manifest["data"]["tasks"] == len({task for task, _ in wins})
+    # a second checkpoint chains on the first, whatever the method
+    again = workbench.train(tiny_fork, method="grpo", jobs=[job.id], progress=False)
+    assert again.parent == ckpt.id
+
+
+async def test_no_signal_and_bad_options_are_one_line_errors(tiny_fork):
+    job = await workbench.evaluate("mental-heldout", "scripted:expert", group_size=2)
+    with pytest.raises(EmptySelectionError, match="no group of runs carries a signal") as err:
+        workbench.train(tiny_fork, method="grpo", jobs=[job.id])
+    assert "\n" not in str(err.value) and "30 with equal rewards" in str(err.value)
+    with pytest.raises(OptionsError, match="method"):
+        workbench.train(tiny_fork, method="ppo", jobs=[job.id])
+    with pytest.raises(OptionsError, match="epsilon"):
+        workbench.train(tiny_fork, method="grpo", jobs=[job.id], epsilon=2)
+
+
+@pytest.mark.slow
+def test_the_benchmark_times_grpo_on_a_model_built_from_a_config():
+    """benchmarks/training.py --model config: what a GPU machine runs, here on the CPU."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "training.py"
+    spec = importlib.util.spec_from_file_location("training_benchmark", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    m = bench.config_run(epochs=1, device="cpu", rollouts=8, prompt=8, answer=4)
+    assert m["steps"] == 1 and m["examples"] == 8 and m["train_tokens_per_second"] > 0
