@@ -79,7 +79,7 @@ def test_unknown_plain_name_is_not_a_model():
 
 @pytest.mark.slow
 async def test_the_loss_mask_covers_assistant_turns_and_end_of_turn():
-    from workbench.training.sft import load_base
+    from workbench.models.hf import load_model as load_base
 
     _, tokenizer = load_base("smollm2-135m")
     job = await workbench.evaluate(
@@ -215,3 +215,74 @@ def test_an_interrupted_training_run_leaves_no_checkpoint(trained, monkeypatch):
     assert registry.get_fork("calc", store).head == trained["ckpt"].id
     leftovers = [p.name for p in (trained["home"] / "models" / "calc").iterdir()]
     assert leftovers == [trained["ckpt"].id]
+
+
+# -- the Unsloth path, on a CPU, with a stand-in FastLanguageModel ------------------------
+
+UNSLOTH_SCRIPT = r"""
+import asyncio, json, sys
+import workbench
+from workbench.models import hf
+
+hf.cuda_available = lambda: True  # as on a GPU machine with the gpu extra: Unsloth trains
+base = sys.argv[1]
+
+async def main():
+    workbench.fork(base, "fast")
+    job = await workbench.evaluate("mental-train", "scripted:coin", group_size=2,
+                                   task_ids=["8-plus-5", "5-minus-3", "7-minus-6", "1-plus-7"])
+    options = dict(lr=0.05, batch_size=2, epochs=2, progress=False)  # past the warm-up steps
+    first = workbench.train("fast", jobs=[job.id], **options)
+    second = workbench.train("fast", jobs=[job.id], **options)
+    from unsloth import fingerprint
+    model, _ = hf.load_model(base)
+    bare = fingerprint(model)
+    head = fingerprint(hf.apply_adapters(model, [first.path + "/adapter"]))
+    print(json.dumps({"first": first.manifest, "second": second.manifest,
+                      "bare": bare, "head_of_first": head}))
+
+asyncio.run(main())
+"""
+
+
+def test_unsloth_trains_on_top_of_head_and_is_imported_before_what_it_patches(tmp_path):
+    """Unsloth's path (CUDA + the gpu extra) with a stand-in FastLanguageModel that records
+    what it is given: a second checkpoint starts from the first one merged (its parent, as
+    inference stacks them), not from the bare base; unsloth is imported before transformers,
+    trl and peft."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tiny import save_tiny_model
+
+    here = Path(__file__).resolve().parent
+    base = save_tiny_model(tmp_path / "tiny-base")
+    log = tmp_path / "unsloth.jsonl"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(here / "fake_unsloth"), str(here)]),
+        "FAKE_UNSLOTH_LOG": str(log),
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", UNSLOTH_SCRIPT, str(base)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    (imported,) = [c for c in calls if c["event"] == "import"]
+    assert imported["already"] == []  # unsloth came first
+    loads = [c for c in calls if c["event"] == "from_pretrained"]
+    assert [c["model_name"] for c in loads] == [str(base)] * 2
+    assert all(c["load_in_4bit"] is False for c in loads)
+    given = [c["fingerprint"] for c in calls if c["event"] == "get_peft_model"]
+    assert given[0] == pytest.approx(result["bare"])  # the first trains on the base
+    assert given[1] == pytest.approx(result["head_of_first"])  # the second on its parent
+    assert given[1] != pytest.approx(result["bare"])
+    assert result["first"]["backend"] == result["second"]["backend"] == "unsloth"
+    assert result["second"]["parent"] == result["first"]["id"]

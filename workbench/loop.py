@@ -287,7 +287,7 @@ async def _rounds(rounds, method, resume, store: Store, say, options) -> LoopRes
 
 
 async def _run_rounds(cfg: RoundsConfig, state: dict[str, Any], store: Store, say) -> LoopResult:
-    from workbench.training.sft import materialize_base
+    from workbench.models.hf import materialize_base
 
     name, total = state["name"], cfg.rounds
     train_tasks = load_taskset(cfg.train_taskset, store)

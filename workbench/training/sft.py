@@ -7,23 +7,29 @@ ckpt = workbench.train("smollm2-calc", taskset="arithmetic-train", epochs=3)
 ```
 
 :func:`workbench.training.trainer.train` is the entry point for every method; this module
-holds what it calls: loading a base model (from its de-quantised copy under
-``.workbench/bases/`` once one exists: a second instead of the GGUF's ~15-80 s), merging a
-fork's adapter lineage, and the trainers. On the CPU, SFT is TRL's ``SFTTrainer`` with a peft
+holds what it calls: :func:`prepare` (the fork's HEAD: its base, loaded by
+:mod:`workbench.models.hf`, with its adapter lineage merged) and the trainers. On the CPU, SFT is TRL's ``SFTTrainer`` with a peft
 LoRA adapter; with CUDA and the ``gpu`` extra installed, Unsloth's ``FastLanguageModel``
 does the same faster (and :func:`run_grpo` trains an Unsloth model with GRPO's loop). The
-Unsloth paths import cleanly but are not run by the test suite: CI has no GPU. The loss is
+Unsloth path runs in the test suite against a stand-in ``FastLanguageModel`` that records
+what it is given (tests/test_training.py); the real one needs a GPU. The loss is
 taken on assistant tokens only.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
-from workbench.models.local import quiet_loading
+from workbench.models.hf import (
+    apply_adapters,
+    cuda_available,
+    import_unsloth,
+    load_model,
+    materialize_base,
+    use_unsloth,
+)
 from workbench.training.trainer import (  # noqa: F401 - the names this module used to hold
     TrainConfig,
     remove_abandoned,
@@ -36,95 +42,38 @@ _remove_abandoned = remove_abandoned  # older name, kept for callers
 _versions = versions
 
 
-def load_base(base: str):
-    """(model, tokenizer) of a base model in full precision, ready to train."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
-
-    from workbench.models.local import resolve_local
-
-    hf_logging.set_verbosity_error()
-    folder, gguf = resolve_local(base)
-    if gguf and (base_copy(base) / "config.json").exists():
-        folder, gguf = base_copy(base), None  # the same weights, de-quantised once
-    kwargs = {"gguf_file": gguf} if gguf else {}
-    with quiet_loading():
-        tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kwargs)
-    if gguf:
-        # A model loaded from GGUF counts as quantised (transformers will not train it, and
-        # cannot always save it): copy its de-quantised weights into a plain model.
-        model = _plain_copy(model)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return model, tokenizer
+def prepare(base: str, lineage: list[Path], cfg: TrainConfig):
+    """(model, tokenizer, backend) that training starts from: the base with the fork's
+    lineage merged (its HEAD, whatever the trainer). ``backend`` is "unsloth" with CUDA and
+    the ``gpu`` extra (the model then carries Unsloth's fresh LoRA adapter), else "peft"."""
+    if use_unsloth():
+        import_unsloth()  # before transformers, trl and peft: Unsloth patches them
+        model, tokenizer = _unsloth_model(base, lineage, cfg)
+        return model, tokenizer, "unsloth"
+    model, tokenizer = load_model(base)
+    model = apply_adapters(model, lineage)
+    if cuda_available():
+        model = model.to("cuda")
+    return model, tokenizer, "peft"
 
 
-def _plain_copy(model):
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    config = model.config
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    plain.load_state_dict(model.state_dict())
-    return plain
-
-
-def apply_adapters(model, adapters: list[Path]):
-    """Merge a lineage of LoRA adapters into the model, oldest first."""
-    from peft import PeftModel
-
-    for adapter in adapters:
-        model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
-    return model
-
-
-def _cuda() -> bool:
-    try:
-        import torch
-
-        return torch.cuda.is_available()
-    except ImportError:
-        return False
-
-
-def _has(package: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(package) is not None
-
-
-def use_unsloth() -> bool:
-    """Train with Unsloth: a CUDA GPU and the ``gpu`` extra are both present."""
-    return _cuda() and _has("unsloth")
-
-
-def run_sft(base, lineage, model, tokenizer, tokenized, cfg, out: Path, logger, progress):
+def run_sft(model, tokenizer, tokenized, cfg, out: Path, logger, progress, backend: str):
     """SFT (and RFT) on tokenized conversations; the adapter goes to ``out/adapter``."""
     import datasets
 
     data = datasets.Dataset.from_list(
         [{"input_ids": t["input_ids"], "assistant_masks": t["assistant_masks"]} for t in tokenized]
     )
-    if use_unsloth():
-        return _train_unsloth(base, lineage, data, cfg, out, logger)
+    if backend == "unsloth":
+        return _train_unsloth(model, tokenizer, data, cfg, out, logger)
     return _train_trl(model, tokenizer, data, cfg, out, logger, progress)
 
 
-def run_grpo(base, lineage, model, tokenizer, tokenized, cfg, out: Path, logger, progress):
+def run_grpo(model, tokenizer, tokenized, cfg, out: Path, logger, progress, backend: str):
     """GRPO (:mod:`workbench.training.grpo`) on a peft model, or on Unsloth's with CUDA."""
     from workbench.training.grpo import train_grpo
 
-    if use_unsloth():
-        del model
-        model, tokenizer = _unsloth_model(base, lineage, cfg)
-        return train_grpo(model, tokenizer, tokenized, cfg, out, logger, progress, "unsloth")
-    if _cuda():
-        model = model.to("cuda")
-    return train_grpo(model, tokenizer, tokenized, cfg, out, logger, progress)
+    return train_grpo(model, tokenizer, tokenized, cfg, out, logger, progress, backend)
 
 
 def _trainer_callback(logger, progress: bool):
@@ -190,7 +139,7 @@ def _train_trl(model, tokenizer, tokenized, cfg: TrainConfig, out: Path, logger,
 
     trainer = SFTTrainer(
         model=model,
-        args=_sft_config(cfg, out, use_cpu=not _cuda()),
+        args=_sft_config(cfg, out, use_cpu=not cuda_available()),
         train_dataset=tokenized,
         processing_class=tokenizer,
         peft_config=LoraConfig(
@@ -207,7 +156,7 @@ def _train_trl(model, tokenizer, tokenized, cfg: TrainConfig, out: Path, logger,
 
 def _unsloth_model(base: str, lineage: list[Path], cfg: TrainConfig):
     """Unsloth's model of the base with the fork's lineage merged, and a fresh LoRA adapter."""
-    from unsloth import FastLanguageModel
+    FastLanguageModel = import_unsloth().FastLanguageModel  # noqa: N806 - Unsloth's name
 
     fast, tokenizer = FastLanguageModel.from_pretrained(
         model_name=str(materialize_base(base)), max_seq_length=cfg.max_length, load_in_4bit=False
@@ -232,14 +181,15 @@ def _unsloth_model(base: str, lineage: list[Path], cfg: TrainConfig):
     return fast, tokenizer
 
 
-def _train_unsloth(base, lineage, tokenized, cfg: TrainConfig, out: Path, logger):
+def _train_unsloth(fast, fast_tokenizer, tokenized, cfg: TrainConfig, out: Path, logger):
     """The same training with Unsloth's kernels on a CUDA GPU (the ``gpu`` extra)."""
+    import torch
     from trl import SFTTrainer
 
-    fast, fast_tokenizer = _unsloth_model(base, lineage, cfg)
+    bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()  # else fp16 (a T4)
     trainer = SFTTrainer(
         model=fast,
-        args=_sft_config(cfg, out, bf16=True),
+        args=_sft_config(cfg, out, bf16=bf16, fp16=torch.cuda.is_available() and not bf16),
         train_dataset=tokenized,
         processing_class=fast_tokenizer,
         callbacks=[_trainer_callback(logger, True)],
@@ -260,32 +210,6 @@ def _run(trainer, backend: str, out: Path) -> dict[str, Any]:
         "steps": int(result.global_step),
         "train_seconds": round(float(result.metrics["train_runtime"]), 2),
     }
-
-
-def base_copy(base: str) -> Path:
-    """Where :func:`materialize_base` keeps a GGUF base's de-quantised copy."""
-    from workbench import config
-
-    return config.home() / "bases" / (Path(base).stem if base.endswith(".gguf") else base)
-
-
-def materialize_base(base: str) -> Path:
-    """A Hugging Face folder of a base model (a GGUF is de-quantised and saved once)."""
-    from workbench.models.local import resolve_local
-
-    folder, gguf = resolve_local(base)
-    if gguf is None:
-        return folder
-    target = base_copy(base)
-    if (target / "config.json").exists():
-        return target
-    model, tokenizer = load_base(base)  # already a plain copy of the GGUF's weights
-    partial = target.with_name(f"{target.name}.partial-{os.getpid()}")
-    model.save_pretrained(partial)
-    tokenizer.save_pretrained(partial)
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(partial, target)
-    return target
 
 
 def _last_loss(trainer) -> float | None:

@@ -40,6 +40,7 @@ import pydantic
 import sqlalchemy as sa
 
 from workbench.errors import OptionsError, WorkbenchError, one_line
+from workbench.models.hf import quiet_loading
 from workbench.store import Store, get_store, training_steps_table
 from workbench.store import training_step_metrics_table as step_metrics_table
 from workbench.training import registry
@@ -121,22 +122,15 @@ def train(
     try:
         from workbench.training import sft
 
-        with sft.quiet_loading():  # HF's loading and map bars; ours stay
-            lineage = [Path(c.path) / "adapter" for c in registry.lineage(name, parent, store)]
-            model, tokenizer = sft.load_base(fork_.base)
-            model = sft.apply_adapters(model, lineage)
+        lineage = [Path(c.path) / "adapter" for c in registry.lineage(name, parent, store)]
+        model, tokenizer, backend = sft.prepare(fork_.base, lineage, cfg)
+        with quiet_loading():  # HF's map bars; ours stay
             tokenized = [_tokenize(tokenizer, e) for e in examples]
             tokens = sum(len(t["input_ids"]) for t in tokenized)
             learned = sum(sum(t["assistant_masks"]) for t in tokenized)
             logger = StepLogger(store, ckpt_id, on_step)
-            if cfg.method == "grpo":
-                metrics = sft.run_grpo(
-                    fork_.base, lineage, model, tokenizer, tokenized, cfg, partial, logger, progress
-                )
-            else:
-                metrics = sft.run_sft(
-                    fork_.base, lineage, model, tokenizer, tokenized, cfg, partial, logger, progress
-                )
+            run = sft.run_grpo if cfg.method == "grpo" else sft.run_sft
+            metrics = run(model, tokenizer, tokenized, cfg, partial, logger, progress, backend)
         seconds = time.time() - started
         trained_tokens = metrics.pop("trained_tokens", tokens * cfg.epochs)
         manifest = {
