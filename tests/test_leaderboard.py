@@ -19,6 +19,7 @@ from workbench.leaderboard import (
     mean_interval,
     pass_at_k,
     per_task,
+    stored_leaderboard,
     wilson_interval,
 )
 
@@ -380,7 +381,7 @@ def test_clustered_intervals_and_timeouts_are_the_same_from_sql_and_from_the_run
                 )
     db.add_traces(stored)
     runs_df = db.traces_df(taskset="clustered")
-    board = db.leaderboard(taskset="clustered")
+    board = stored_leaderboard(db, taskset="clustered")
     pd.testing.assert_frame_equal(board, leaderboard(runs_df))
     cells = db.run_cells(taskset="clustered", by=["model", "task"])
     pd.testing.assert_frame_equal(per_task_from_cells(cells), per_task(runs_df))

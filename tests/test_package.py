@@ -82,3 +82,22 @@ def test_no_import_cycle_between_modules_at_import_time():
 
     for module in sorted(graph):
         visit(module, [])
+
+
+def test_only_the_store_touches_the_database():
+    """Persistence has one home: no other module imports the store's tables or opens a
+    connection on its engine; the store does not import the leaderboard (it sits below it)."""
+    found = []
+    for path in [*PACKAGE.rglob("*.py"), *(PACKAGE.parent / "widgets").rglob("*.py")]:
+        if path == PACKAGE / "store.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "workbench.store":
+                found += [f"{path.name}: {a.name}" for a in node.names if a.name.endswith("_table")]
+            if isinstance(node, ast.Attribute) and node.attr in ("begin", "connect"):
+                if isinstance(node.value, ast.Attribute) and node.value.attr == "engine":
+                    found.append(f"{path.name}:{node.lineno}: engine.{node.attr}()")
+    assert found == []
+    store = ast.parse((PACKAGE / "store.py").read_text())
+    imported = {n.module for n in ast.walk(store) if isinstance(n, ast.ImportFrom)}
+    assert "workbench.leaderboard" not in imported

@@ -120,7 +120,7 @@ def test_the_leaderboard_aggregated_in_sql_equals_the_one_from_the_runs(db):
 
     import pandas as pd
 
-    from workbench.leaderboard import leaderboard, per_task, per_task_from_cells
+    from workbench.leaderboard import leaderboard, per_task, per_task_from_cells, stored_leaderboard
 
     rng = random.Random(7)
     traces = []
@@ -145,9 +145,9 @@ def test_the_leaderboard_aggregated_in_sql_equals_the_one_from_the_runs(db):
 
     for where in ({"taskset": "mixed"}, {"job_id": "job-b"}):
         runs = db.traces_df(**where)
-        pd.testing.assert_frame_equal(db.leaderboard(**where), leaderboard(runs))
+        pd.testing.assert_frame_equal(stored_leaderboard(db, **where), leaderboard(runs))
         cells = db.run_cells(**where, by=["model", "task"])
         pd.testing.assert_frame_equal(per_task_from_cells(cells), per_task(runs))
-    board = db.leaderboard(taskset="mixed").set_index("model")
+    board = stored_leaderboard(db, taskset="mixed").set_index("model")
     assert board["errors"].sum() == sum(t.stop_reason == "error" for t in traces)
     assert board["runs"].sum() == sum(t.stop_reason != "cancelled" for t in traces)

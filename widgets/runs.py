@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import sqlalchemy as sa
 
 from workbench import Store, Trace
 
@@ -250,17 +249,7 @@ def search_runs(store: Store, job_id: str, text: str) -> set[str]:
     Searched in the database (the messages of each stored trace, not its tool schemas), so
     no conversation is loaded to search it.
     """
-    from workbench.store import traces_table as t
-
-    if store.engine.dialect.name == "sqlite":
-        messages = sa.type_coerce(t.c.data, sa.JSON)["messages"].as_string()
-    else:  # PostgreSQL: the column is text holding JSON
-        messages = sa.cast(t.c.data, sa.JSON)["messages"].as_string()
-    query = sa.select(t.c.task, t.c.model, t.c.group_index).where(
-        t.c.job_id == job_id, sa.func.lower(messages).contains(text.lower(), autoescape=True)
-    )
-    with store.engine.connect() as conn:
-        return {run_key(r.task, r.model, r.group_index) for r in conn.execute(query)}
+    return {run_key(task, model, index) for task, model, index in store.search_runs(job_id, text)}
 
 
 def mentions(messages: list[dict[str, Any]], text: str) -> bool:

@@ -375,7 +375,9 @@ class Job:
         return self.store.traces(job_id=self.id)
 
     def leaderboard(self) -> pd.DataFrame:
-        return self.store.leaderboard(job_id=self.id)
+        from workbench.leaderboard import stored_leaderboard
+
+        return stored_leaderboard(self.store, job_id=self.id)
 
     def per_task(self) -> pd.DataFrame:
         from workbench.leaderboard import per_task_from_cells

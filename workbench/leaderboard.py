@@ -61,6 +61,8 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
+from workbench.store import cell_keys
+
 __all__ = [
     "wilson_interval",
     "mean_interval",
@@ -363,10 +365,6 @@ def _empty_board(by_cols: list[str]) -> pd.DataFrame:
 CELL_COLUMNS = ["runs", "successes", "errors", "timeouts", "reward_sum", "reward_sq"]
 
 
-def _cell_keys(by_cols: list[str]) -> list[str]:
-    return by_cols if "task" in by_cols else [*by_cols, "task"]
-
-
 def run_cells(traces: pd.DataFrame, by: str | list[str] = "model") -> pd.DataFrame:
     """Runs summed per (``by``, task) cell: runs, successes, errors, timeouts, reward sum
     and sum of squares.
@@ -376,7 +374,7 @@ def run_cells(traces: pd.DataFrame, by: str | list[str] = "model") -> pd.DataFra
     :meth:`workbench.store.Store.run_cells` computes the same table in SQL.
     """
     by_cols = [by] if isinstance(by, str) else list(by)
-    keys = _cell_keys(by_cols)
+    keys = cell_keys(by_cols)
     if len(traces) == 0:
         return pd.DataFrame(columns=keys + CELL_COLUMNS)
     missing = [col for col in (*REQUIRED_COLUMNS, *by_cols) if col not in traces.columns]
@@ -429,11 +427,22 @@ def leaderboard(traces: pd.DataFrame, by: str | list[str] = "model") -> pd.DataF
     return leaderboard_from_cells(run_cells(traces, by), by)
 
 
+def stored_leaderboard(
+    store,
+    job_id: str | None = None,
+    taskset: str | None = None,
+    models: Iterable[str] | None = None,
+    by: str | list[str] = "model",
+) -> pd.DataFrame:
+    """:func:`leaderboard` over a store's runs, summed in SQL (:meth:`Store.run_cells`)."""
+    return leaderboard_from_cells(store.run_cells(job_id, taskset, models, by), by)
+
+
 def leaderboard_from_cells(cells: pd.DataFrame, by: str | list[str] = "model") -> pd.DataFrame:
     """:func:`leaderboard` from :func:`run_cells` tables (several are summed, e.g. stored
     runs plus live ones), so a million stored runs never have to leave the database."""
     by_cols = [by] if isinstance(by, str) else list(by)
-    keys = _cell_keys(by_cols)
+    keys = cell_keys(by_cols)
     if len(cells) == 0:
         return _empty_board(by_cols)
     cells = merge_cells(cells, keys)

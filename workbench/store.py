@@ -162,6 +162,13 @@ training_step_metrics_table = sa.Table(
     sa.Column("value", sa.Float),
 )
 
+
+def cell_keys(by_cols: list[str]) -> list[str]:
+    """The columns runs are summed by for statistics: ``by`` and always the task (runs of
+    one task are one cluster: see :mod:`workbench.leaderboard`)."""
+    return by_cols if "task" in by_cols else [*by_cols, "task"]
+
+
 # Columns for statistics: everything but the conversation.
 SUMMARY_COLUMNS = [c.name for c in traces_table.columns if c.name != "data"]
 
@@ -505,14 +512,12 @@ class Store:
         by: str | list[str] = "model",
     ) -> pd.DataFrame:
         """:func:`workbench.leaderboard.run_cells` computed by the database (GROUP BY)."""
-        from workbench.leaderboard import _cell_keys
-
         by_cols = [by] if isinstance(by, str) else list(by)
         t = traces_table
         unknown = [c for c in by_cols if c not in SUMMARY_COLUMNS]
         if unknown:
             raise WorkbenchError(f"cannot group runs by {unknown}: use trace columns")
-        keys = [t.c[c] for c in _cell_keys(by_cols)]
+        keys = [t.c[c] for c in cell_keys(by_cols)]
         error = t.c.stop_reason == "error"
         success = t.c.success & ~error
         timeout = (t.c.stop_reason == "timeout") & ~success  # one that had succeeded counts so
@@ -531,17 +536,19 @@ class Store:
             result = conn.execute(query)
             return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
 
-    def leaderboard(
-        self,
-        job_id: str | None = None,
-        taskset: str | None = None,
-        models: Iterable[str] | None = None,
-        by: str | list[str] = "model",
-    ) -> pd.DataFrame:
-        """:func:`workbench.leaderboard.leaderboard` over stored runs, aggregated in SQL."""
-        from workbench.leaderboard import leaderboard_from_cells
-
-        return leaderboard_from_cells(self.run_cells(job_id, taskset, models, by), by)
+    def search_runs(self, job_id: str, text: str) -> list[tuple[str, str, int]]:
+        """(task, model, group index) of the job's runs whose conversation contains ``text``
+        (any case), searched in the database: no conversation is loaded to search it."""
+        t = traces_table
+        if self.engine.dialect.name == "sqlite":
+            messages = sa.type_coerce(t.c.data, sa.JSON)["messages"].as_string()
+        else:  # PostgreSQL: the column is text holding JSON
+            messages = sa.cast(t.c.data, sa.JSON)["messages"].as_string()
+        query = sa.select(t.c.task, t.c.model, t.c.group_index).where(
+            t.c.job_id == job_id, sa.func.lower(messages).contains(text.lower(), autoescape=True)
+        )
+        with self.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(query)]
 
     def count_traces(self, job_id: str | None = None) -> int:
         query = sa.select(sa.func.count()).select_from(traces_table)
@@ -549,6 +556,88 @@ class Store:
             query = query.where(traces_table.c.job_id == job_id)
         with self.engine.connect() as conn:
             return conn.execute(query).scalar_one()
+
+    # -- the model registry (workbench.training.registry): forks and checkpoint trees ------
+
+    def add_fork(self, name: str, base: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(models_table.insert().values(name=name, base=base, created_at=time.time()))
+
+    def fork_row(self, name: str) -> sa.Row | None:
+        """A fork's row (name, base, head, created_at), or None."""
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(models_table).where(models_table.c.name == name)).first()
+
+    def fork_rows(self) -> list[sa.Row]:
+        """Every fork's row, oldest first."""
+        with self.engine.connect() as conn:
+            query = sa.select(models_table).order_by(models_table.c.created_at)
+            return list(conn.execute(query))
+
+    def set_head(self, name: str, checkpoint_id: str | None) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                models_table.update().where(models_table.c.name == name).values(head=checkpoint_id)
+            )
+
+    def checkpoints(self, model: str) -> list[sa.Row]:
+        """A fork's checkpoint rows, oldest first (``manifest`` and ``evals`` are JSON)."""
+        t = checkpoints_table
+        with self.engine.connect() as conn:
+            query = sa.select(t).where(t.c.model == model).order_by(t.c.created_at)
+            return list(conn.execute(query))
+
+    def add_checkpoint(self, row: dict[str, Any], move_head: bool) -> None:
+        """Record a finished checkpoint (and move its fork's HEAD to it) in one transaction."""
+        with self.engine.begin() as conn:
+            conn.execute(checkpoints_table.insert().values(row))
+            if move_head:
+                conn.execute(
+                    models_table.update()
+                    .where(models_table.c.name == row["model"])
+                    .values(head=row["id"])
+                )
+
+    def set_checkpoint_evals(self, checkpoint_id: str, evals: dict[str, Any]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                checkpoints_table.update()
+                .where(checkpoints_table.c.id == checkpoint_id)
+                .values(evals=json.dumps(evals, default=str))
+            )
+
+    def delete_checkpoint(self, checkpoint_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(checkpoints_table.delete().where(checkpoints_table.c.id == checkpoint_id))
+
+    # -- training steps (live curves) ------------------------------------------------------
+
+    def add_training_step(self, row: dict[str, Any], extra: dict[str, float]) -> None:
+        """One optimizer step: ``row`` (run, step, epoch, loss, learning_rate, at) and any
+        further figures by name (GRPO's reward, KL ...), in one transaction."""
+        with self.engine.begin() as conn:
+            conn.execute(training_steps_table.insert().values(row))
+            if extra:
+                conn.execute(
+                    training_step_metrics_table.insert(),
+                    [{"run": row["run"], "step": row["step"], "name": k, "value": v}
+                     for k, v in extra.items()],
+                )  # fmt: skip
+
+    def training_steps(self, run: str) -> pd.DataFrame:
+        """A training run's steps, one row each, with its further figures as columns."""
+        t, m = training_steps_table, training_step_metrics_table
+        with self.engine.connect() as conn:
+            query = sa.select(t).where(t.c.run == run).order_by(t.c.step)
+            steps = pd.DataFrame(conn.execute(query).mappings().all())
+            if steps.empty:
+                return steps
+            query = sa.select(m.c.step, m.c.name, m.c.value).where(m.c.run == run)
+            extra = pd.DataFrame(conn.execute(query).mappings().all())
+        if extra.empty:
+            return steps
+        wide = extra.pivot_table(index="step", columns="name", values="value", aggfunc="last")
+        return steps.merge(wide.reset_index(), on="step", how="left")
 
     @staticmethod
     def _filtered(query, job_id, taskset, models, min_reward):

