@@ -76,3 +76,7 @@ def one_line(error, model: type | None = None, owner: str = "") -> str:
             shown = "" if isinstance(got, dict) else f" (got {got!r})"
             parts.append(f"{name}: {message}{shown}")
     return (f"{owner}: " if owner else "") + "; ".join(parts)
+
+
+class ToolArgumentError(ValueError):
+    """The model called a tool with arguments that do not fit its schema."""

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from workbench.environment import (
+from workbench.episode import (
     Episode,
     claude_tools,
     parse_reward,

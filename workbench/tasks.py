@@ -11,11 +11,8 @@ ds = ts.to_dataset(); Taskset.from_dataset(ds, "shop-basics")
 from __future__ import annotations
 
 import hashlib
-import importlib
-import importlib.util
 import json
 import re
-import sys
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -23,8 +20,14 @@ from typing import TYPE_CHECKING, Any
 
 import pydantic
 
-from workbench.environment import _LOCAL_ENVIRONMENTS, Environment
-from workbench.errors import UnknownEnvironmentError, UnknownTasksetError, WorkbenchError
+from workbench.environment import Environment
+from workbench.errors import UnknownTasksetError, WorkbenchError
+from workbench.references import (  # noqa: F401 - resolve_environment, builtin_environments: public here too
+    builtin_environments,
+    environments_dir,
+    import_path,
+    resolve_environment,
+)
 
 if TYPE_CHECKING:
     import datasets
@@ -284,7 +287,7 @@ class Taskset:
 
     @classmethod
     def _from_python(cls, path: Path, name: str | None) -> Taskset:
-        module = _import_path(str(path))
+        module = import_path(str(path))
         found = getattr(module, "tasks", None)
         if isinstance(found, Taskset):
             return cls(name or found.name, found.tasks, found.description)
@@ -335,98 +338,9 @@ class Taskset:
         return cls(name, tasks)
 
 
-# -- resolving references -----------------------------------------------------------------
-
-
-def resolve_environment(ref: str) -> Environment:
-    """Find an environment by reference.
-
-    ``shop`` (an environment in ``environments/`` or one made in this process),
-    ``package.module:attr`` or ``path/to/file.py:attr``.
-    """
-    if ref in _LOCAL_ENVIRONMENTS and ":" not in ref:
-        return _LOCAL_ENVIRONMENTS[ref]
-    if ref not in _RESOLVED:
-        _RESOLVED[ref] = _resolve(ref)
-    return _RESOLVED[ref]
-
-
-_RESOLVED: dict[str, Environment] = {}
-
-
-def _resolve(ref: str) -> Environment:
-    if ":" in ref:
-        target, attr = ref.rsplit(":", 1)
-        module = _import_path(target) if target.endswith(".py") else _import_module(target, ref)
-    else:
-        module = _import_module(f"environments.{ref}", ref)
-        attr = "env"
-    env = getattr(module, attr, None)
-    if not isinstance(env, Environment):
-        raise UnknownEnvironmentError(
-            f"'{ref}' does not name an Environment (no attribute '{attr}' of that type)"
-        )
-    return env
-
-
-def _on_path(folder: Path) -> None:
-    if str(folder) not in sys.path and not (folder == Path.cwd() and "" in sys.path):
-        sys.path.append(str(folder))
-
-
-def _import_module(name: str, ref: str):
-    # `module:attr` names a module in the current directory, as a user expects (and as
-    # `python -m` would find it); the `workbench` command does not put it on the path.
-    _on_path(Path.cwd())
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as e:
-        if e.name and name.startswith(e.name):
-            raise UnknownEnvironmentError(
-                f"unknown environment '{ref}': use a name from environments/ "
-                f"({', '.join(builtin_environments())}), 'package.module:attr' or "
-                "'path/to/file.py:attr'"
-            ) from None
-        raise
-
-
-def _import_path(path: str):
-    file = Path(path).resolve()
-    if not file.exists():
-        raise UnknownEnvironmentError(f"environment file '{path}' does not exist")
-    name = f"_workbench_env_{hashlib.sha1(str(file).encode()).hexdigest()[:10]}"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, file)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    # As `python file.py` would: the file's folder is on the path, so a HUD project's
-    # tasks.py can `from env import scenario`.
-    _on_path(file.parent)
-    try:
-        spec.loader.exec_module(module)
-    except Exception as e:
-        del sys.modules[name]
-        raise WorkbenchError(f"{path}: importing it failed: {type(e).__name__}: {e}") from e
-    for attr, value in vars(module).items():
-        if isinstance(value, Environment) and value._ref is None:
-            value.ref = f"{file}:{attr}"  # so tasks made from it resolve in any process
-    return module
-
-
-def _environments_dir() -> Path:
-    import environments
-
-    return Path(environments.__file__).parent
-
-
-def builtin_environments() -> list[str]:
-    return sorted(p.name for p in _environments_dir().iterdir() if (p / "__init__.py").exists())
-
-
 def builtin_tasksets() -> dict[str, Path]:
     """Tasksets shipped with the example environments: name -> JSONL file."""
-    return {p.stem: p for p in sorted(_environments_dir().glob("*/tasksets/*.jsonl"))}
+    return {p.stem: p for p in sorted(environments_dir().glob("*/tasksets/*.jsonl"))}
 
 
 def load_taskset(name_or_path: str | Path, store=None) -> Taskset:

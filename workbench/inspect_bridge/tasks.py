@@ -129,7 +129,7 @@ def from_inspect(
 
 
 def _local_name(task_name: str) -> str:
-    from workbench.environment import _LOCAL_ENVIRONMENTS
+    from workbench.references import _LOCAL_ENVIRONMENTS
 
     base = f"inspect-{task_name}"
     name, n = base, 1

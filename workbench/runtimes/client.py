@@ -14,7 +14,7 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from workbench.environment import ScenarioError, ToolOutcome, parse_arguments, parse_reward
+from workbench.episode import ScenarioError, ToolOutcome, parse_arguments, parse_reward
 from workbench.runtimes.mcp_server import END, GRADE, START
 from workbench.tasks import Task
 

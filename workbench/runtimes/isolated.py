@@ -49,7 +49,7 @@ import tempfile
 import traceback
 from typing import Any
 
-from workbench.environment import ScenarioError, ToolOutcome, parse_arguments
+from workbench.episode import ScenarioError, ToolOutcome, parse_arguments
 from workbench.errors import WorkbenchError
 from workbench.tasks import Task
 

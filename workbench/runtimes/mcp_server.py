@@ -61,7 +61,8 @@ from typing import Any
 import mcp_types as types
 import pydantic
 
-from workbench.environment import Environment, Episode, Scenario, ScenarioError
+from workbench.environment import Environment, Scenario
+from workbench.episode import Episode, ScenarioError
 
 START, GRADE, END = "workbench_start", "workbench_grade", "workbench_end"
 SUBMIT = "_hud_submit"
