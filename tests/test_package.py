@@ -101,3 +101,28 @@ def test_only_the_store_touches_the_database():
     store = ast.parse((PACKAGE / "store.py").read_text())
     imported = {n.module for n in ast.walk(store) if isinstance(n, ast.ImportFrom)}
     assert "workbench.leaderboard" not in imported
+
+
+def test_backends_are_plain_implementations_that_do_not_know_the_job():
+    """The job plays runs through workbench.backends' protocol: neither module imports the
+    other's side, even inside a function (the Ray pool once called the job's internals)."""
+
+    def every_import(module: str) -> set[str]:
+        tree = ast.parse((PACKAGE / f"{module}.py").read_text())
+        found = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                found.add(node.module)
+            elif isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+        return found
+
+    assert "workbench.jobs" not in every_import("ray_backend")
+    assert "workbench.jobs" not in every_import("backends")
+    assert "workbench.ray_backend" not in every_import("jobs")
+    from workbench.backends import Backend, LocalBackend
+    from workbench.ray_backend import RayBackend
+
+    for backend in (LocalBackend, RayBackend):
+        assert {"play", "close"} <= set(vars(backend)), backend
+    assert Backend.__doc__

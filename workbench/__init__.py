@@ -36,7 +36,7 @@ _EXPORTS = {
     "Job": "workbench.jobs",
     "JobFinished": "workbench.jobs",
     "JobStarted": "workbench.jobs",
-    "RunConfig": "workbench.jobs",
+    "RunConfig": "workbench.run_config",
     "RunFinished": "workbench.jobs",
     "RunStarted": "workbench.jobs",
     "Step": "workbench.jobs",
@@ -163,7 +163,6 @@ if TYPE_CHECKING:  # for editors and type checkers; nothing is imported at run t
         Job,
         JobFinished,
         JobStarted,
-        RunConfig,
         RunFinished,
         RunStarted,
         Step,
@@ -176,6 +175,7 @@ if TYPE_CHECKING:  # for editors and type checkers; nothing is imported at run t
     from workbench.leaderboard import leaderboard, per_task
     from workbench.loop import LoopResult, learning_curve, run_loop
     from workbench.models import PolicyContext, answer, call, get_model
+    from workbench.run_config import RunConfig
     from workbench.runs import EvalContext, eval
     from workbench.store import Store, get_store
     from workbench.tasks import Task, Taskset, load_taskset, resolve_environment

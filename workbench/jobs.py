@@ -19,93 +19,20 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
-import pydantic
 
-from workbench.agent import DEFAULT_MAX_STEPS, Agent
-from workbench.errors import OptionsError, WorkbenchError, one_line
-from workbench.models import ALIASES, Sampling, ScriptedModel, get_model
-from workbench.runs import EvalContext
+from workbench.backends import check_backend, make_agent, open_backend, play  # noqa: F401
+from workbench.errors import WorkbenchError
+from workbench.models import ScriptedModel, get_model
+from workbench.run_config import RunConfig
 from workbench.runtimes import choose_runtime
 from workbench.runtimes.isolated import job_scope as isolated_scope
 from workbench.store import Store, get_store
 from workbench.tasks import Task, Taskset, load_taskset
 from workbench.traces import Trace
-
-
-class RunConfig(pydantic.BaseModel):
-    """Everything that configures a job: the API, the CLI and the run dialog all fill this.
-
-    The one home of every option's default and bounds: the API and the CLI pass only what
-    the user set. An unknown option is an error naming the closest valid one.
-    """
-
-    model_config = pydantic.ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    models: list[str] = pydantic.Field(min_length=1)
-    group_size: int = pydantic.Field(1, ge=1, le=100_000, description="runs per task per model")
-    max_steps: int = pydantic.Field(DEFAULT_MAX_STEPS, ge=1, le=10_000)
-    max_concurrent: int = pydantic.Field(16, ge=1, le=100_000)
-    timeout: float | None = pydantic.Field(None, gt=0, description="seconds per run")
-    task_ids: list[str] | None = None
-    temperature: float | None = pydantic.Field(None, ge=0, le=2)
-    top_p: float | None = pydantic.Field(None, gt=0, le=1)
-    max_tokens: int | None = pydantic.Field(None, ge=1, le=1_000_000)
-    seed: int | None = None
-    backend: Literal["asyncio", "ray"] = pydantic.Field(
-        "asyncio", description="asyncio: this process; ray: actors on a Ray cluster"
-    )
-    address: str | None = pydantic.Field(
-        None, description="Ray cluster address (ray backend); None: a local Ray on 127.0.0.1"
-    )
-    workers: int | None = pydantic.Field(
-        None, ge=1, le=10_000, description="Ray actors (ray backend); None: one per CPU"
-    )
-    runtime: Literal["isolated", "inprocess", "subprocess", "docker"] | None = pydantic.Field(
-        None, description="where environments run; None: each environment's default"
-    )
-
-    @classmethod
-    def of(cls, **options: Any) -> RunConfig:
-        """A config from the options a user set (None means "unset": the default applies);
-        bad options raise one :class:`OptionsError` that names every one of them."""
-        try:
-            return cls(**{k: v for k, v in options.items() if v is not None})
-        except pydantic.ValidationError as e:
-            raise OptionsError(one_line(e, cls)) from None
-
-    @pydantic.field_validator("models")
-    @classmethod
-    def _resolve_aliases(cls, models: list[str]) -> list[str]:
-        # Stored as what an alias stands for, the id its traces carry, so resume and the
-        # leaderboard key on one id.
-        models = [ALIASES.get(m, m) for m in models]
-        twice = sorted({m for m in models if models.count(m) > 1})
-        if twice:  # the job would wait for ever for runs it never starts
-            raise ValueError(f"name each model once: {', '.join(twice)} is listed twice")
-        return models
-
-    @pydantic.model_validator(mode="after")
-    def _ray_options_need_ray(self) -> RunConfig:
-        if self.backend != "ray" and (self.address or self.workers):
-            raise ValueError(
-                "address and workers go with the ray backend (--backend ray, backend='ray')"
-            )
-        return self
-
-    @property
-    def sampling(self) -> Sampling:
-        return Sampling(
-            temperature=self.temperature,
-            top_p=self.top_p,
-            max_tokens=self.max_tokens,
-            seed=self.seed,
-        )
-
 
 # -- events -------------------------------------------------------------------------------
 
@@ -394,20 +321,9 @@ class Job:
                     if (task.slug, model, group_index) not in finished:
                         yield task, model, group_index
 
-    async def _backend(self) -> Callable:
-        """How this job plays one run: in this process, or on Ray actors."""
-        config = self.config
-        if config.backend == "ray":
-            from workbench.ray_backend import connect
-
-            pool = await connect(config.address, config.workers)
-            return partial(pool.run, self)
-        agents = {m: make_agent(m, config) for m in config.models}
-        return lambda task, model, group_index: self._run_one(agents[model], task, group_index)
-
     async def _run(self) -> None:
         try:
-            run_one = await self._backend()
+            backend = await open_backend(self.id, self.taskset.name, self.config)
         except BaseException:  # Ray did not start: the job failed, it is not "running"
             self.status = "failed"
             self.store.set_job_status(self.id, "failed")
@@ -425,7 +341,8 @@ class Job:
 
         async def worker() -> None:
             for task, model, group_index in pending:
-                trace = await run_one(task, model, group_index)
+                on_step = self._step_emitter(task, model, group_index)
+                trace = await backend.play(task, model, group_index, on_step)
                 if trace.stop_reason == "cancelled":
                     continue  # not stored: a resume runs it again
                 await writer.add(trace)
@@ -443,6 +360,7 @@ class Job:
         finally:
             heartbeat.cancel()
             try:
+                await backend.close()
                 await writer.close()
                 # Only now, with every run stored: a view that sees the job done and reads
                 # the store then finds them all.
@@ -495,70 +413,6 @@ class Job:
         return lambda step, message, messages=(), usage=None: self._emit(
             Step(self.id, task.slug, model, group_index, step, message, messages, usage)
         )
-
-    async def _run_one(self, agent: Agent, task: Task, group_index: int) -> Trace:
-        return await play(
-            agent,
-            task,
-            group_index,
-            job_id=self.id,
-            taskset=self.taskset.name,
-            config=self.config,
-            on_step=self._step_emitter(task, agent.model.model_id, group_index),
-        )
-
-
-def make_agent(model: str, config: RunConfig) -> Agent:
-    return Agent(model, max_steps=config.max_steps, sampling=config.sampling)
-
-
-def _step_reporter(on_step: Callable) -> Callable:
-    """``on_step(step, message, new_messages, usage)`` from a run's step callback."""
-    reported = 0
-
-    def step(ctx, message: dict[str, Any]) -> None:
-        nonlocal reported
-        new = tuple(ctx.trace.messages[reported:])
-        reported = len(ctx.trace.messages)
-        on_step(ctx.trace.steps, message, new, dict(ctx.trace.usage))
-
-    return step
-
-
-async def play(
-    agent: Agent,
-    task: Task,
-    group_index: int,
-    *,
-    job_id: str,
-    taskset: str,
-    config: RunConfig,
-    on_step: Callable[..., None] | None = None,
-) -> Trace:
-    """One run of a job, wherever it executes (this process or a Ray actor); its trace."""
-    ctx = EvalContext(
-        task,
-        job_id=job_id,
-        taskset=taskset,
-        group_index=group_index,
-        on_step=None if on_step is None else _step_reporter(on_step),
-        runtime=config.runtime,
-    )
-    from workbench.runtimes.docker import job_scope
-
-    agent = agent.for_task(task)
-    with job_scope(job_id):  # the containers this run starts carry the job's id
-        try:
-            if config.timeout is None:
-                await agent.run(ctx)
-            else:
-                async with asyncio.timeout(config.timeout):
-                    await agent.run(ctx)
-        except TimeoutError:
-            ctx.finish("timeout", TimeoutError(f"run exceeded {config.timeout} s"), force=True)
-        finally:
-            await ctx.close()
-    return ctx.trace
 
 
 def progress_bar(description: str = "evaluating") -> Callable[[Event], None]:
@@ -621,10 +475,7 @@ def create_job(
         raise WorkbenchError(f"taskset '{taskset.name}' has no tasks to run")
     for task in taskset:
         task.validate_args()
-    if config.backend == "ray":
-        from workbench.ray_backend import import_ray
-
-        import_ray()  # no Ray installed: say so before the job exists
+    check_backend(config)  # e.g. no Ray installed: say so before the job exists
     for env in {task.env: task.environment() for task in taskset}.values():
         choose_runtime(env, config.runtime)  # a refused runtime fails before any run
     _check_models(config.models, taskset)

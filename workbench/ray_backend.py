@@ -35,11 +35,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from workbench.backends import OnStep, error_trace, make_agent, play
 from workbench.config import home
 from workbench.errors import WorkbenchError
+from workbench.run_config import RunConfig
 
 if TYPE_CHECKING:
-    from workbench.jobs import Job
     from workbench.tasks import Task
     from workbench.traces import Trace
 
@@ -79,7 +80,6 @@ class RunActor:
         return os.getpid()
 
     def _prepare(self, task: dict[str, Any], model: str, config: str):
-        from workbench.jobs import RunConfig, make_agent
         from workbench.tasks import Task
 
         run_config = self._configs.get(config)
@@ -92,8 +92,6 @@ class RunActor:
 
     async def run(self, task, model, group_index, job_id, taskset, config) -> dict[str, Any]:
         """Play one run; its trace as a dict."""
-        from workbench.jobs import play
-
         agent, task, run_config = self._prepare(task, model, config)
         trace = await play(
             agent, task, group_index, job_id=job_id, taskset=taskset, config=run_config
@@ -106,8 +104,6 @@ class RunActor:
 
     async def stream(self, task, model, group_index, job_id, taskset, config):
         """Play one run; yields ``("step", n, message)`` as it goes, then ``("trace", dict)``."""
-        from workbench.jobs import play
-
         agent, task, run_config = self._prepare(task, model, config)
         steps: asyncio.Queue = asyncio.Queue()
         playing = asyncio.ensure_future(
@@ -140,6 +136,27 @@ class RunActor:
             playing.cancel()
 
 
+class RayBackend:
+    """The ``ray`` backend (:class:`workbench.backends.Backend`): a job's runs on the actors
+    of one cluster's pool."""
+
+    def __init__(self, pool: RayPool, job_id: str, taskset: str, config: RunConfig):
+        self.pool, self.job_id, self.taskset, self.config = pool, job_id, taskset, config
+        self._config_json = config.model_dump_json()
+
+    @classmethod
+    async def open(cls, job_id: str, taskset: str, config: RunConfig) -> RayBackend:
+        return cls(await connect(config.address, config.workers), job_id, taskset, config)
+
+    async def play(
+        self, task: Task, model: str, group_index: int, on_step: OnStep | None = None
+    ) -> Trace:
+        return await self.pool.run(self, task, model, group_index, on_step)
+
+    async def close(self) -> None:
+        pass  # the pool stays up for the next job on this cluster
+
+
 class RayPool:
     """The driver's side: actors on one cluster, and how runs are handed to them."""
 
@@ -150,22 +167,23 @@ class RayPool:
         self.in_flight = [0] * len(actors)
         self._batches = [_Batcher(actor) for actor in actors]
 
-    async def run(self, job: Job, task: Task, model: str, group_index: int) -> Trace:
+    async def run(
+        self, job: RayBackend, task: Task, model: str, group_index: int, on_step: OnStep | None
+    ) -> Trace:
         """Play one run of ``job`` on the least busy actor; retry once if its worker dies."""
         from workbench.traces import Trace
 
         ray = self.ray
         payload = task.model_dump(mode="json")
-        config = job.config.model_dump_json()
+        config = job._config_json
         deaths, avoid = 0, None
         while True:
             index = self._pick(avoid)
             if deaths and not await self._ready(index):
                 error = WorkerDied(f"no Ray worker came back within {RESTART_WAIT:.0f} s")
                 break
-            on_step = job._step_emitter(task, model, group_index)
             self.in_flight[index] += 1
-            args = (payload, model, group_index, job.id, job.taskset.name, config)
+            args = (payload, model, group_index, job.job_id, job.taskset, config)
             actor = self.actors[index]
             call = None
             try:
@@ -198,7 +216,9 @@ class RayPool:
                 break
             finally:
                 self.in_flight[index] -= 1
-        return _error_trace(job, task, model, group_index, error)
+        return error_trace(
+            task, model, group_index, job_id=job.job_id, taskset=job.taskset, error=error
+        )
 
     async def _ready(self, index: int) -> bool:
         """Wait until actor ``index`` answers (it restarts after its worker died)."""
@@ -285,14 +305,6 @@ class WorkerDied(RuntimeError):
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
-
-
-def _error_trace(job: Job, task: Task, model: str, group_index: int, error: BaseException):
-    from workbench.runs import EvalContext
-
-    ctx = EvalContext(task, job_id=job.id, taskset=job.taskset.name, group_index=group_index)
-    ctx.trace.model = model
-    return ctx.finish("error", error)
 
 
 # -- connecting ---------------------------------------------------------------------------
