@@ -28,9 +28,9 @@ TARGET_SINGLE_TURN = 1500.0
 
 
 def _tasksets(single: int, tools: int):
-    from environments.arithmetic import env as arithmetic
-    from environments.shop import env as shop
-    from environments.shop.catalogue import PRODUCTS
+    from workbench.environments.arithmetic import env as arithmetic
+    from workbench.environments.shop import env as shop
+    from workbench.environments.shop.catalogue import PRODUCTS
     from workbench import Taskset
 
     n_single = min(single, 500)

@@ -25,7 +25,7 @@ import time
 
 
 async def first_tool_result(runtime: str) -> float:
-    from environments.shop import env
+    from workbench.environments.shop import env
     from workbench.runtimes import open_episode
 
     episode = open_episode(env.task("checkout", product_name="Wireless Mouse"), runtime)
@@ -40,7 +40,7 @@ async def first_tool_result(runtime: str) -> float:
 
 async def runs_per_second(runtime: str, runs: int, concurrency: int) -> tuple[float, float]:
     import workbench
-    from environments.shop import env
+    from workbench.environments.shop import env
 
     taskset = workbench.Taskset("bench", [env.task("checkout", product_name="Wireless Mouse")])
     with tempfile.TemporaryDirectory() as home:
@@ -75,7 +75,7 @@ async def main(args: argparse.Namespace) -> None:
     if args.runtimes:
         runtimes = [r for r in args.runtimes.split(",") if r in runtimes]
     if "docker" in runtimes:
-        from environments.shop import env
+        from workbench.environments.shop import env
         from workbench.runtimes.images import ensure_image
 
         ensure_image(env)  # not timed: built once

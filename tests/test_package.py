@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import workbench
 
 PACKAGE = Path(workbench.__file__).resolve().parent
@@ -126,3 +128,97 @@ def test_backends_are_plain_implementations_that_do_not_know_the_job():
     for backend in (LocalBackend, RayBackend):
         assert {"play", "close"} <= set(vars(backend)), backend
     assert Backend.__doc__
+
+
+def _declared_packages() -> list[str]:
+    import tomllib
+
+    config = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())
+    return config["tool"]["setuptools"]["packages"]
+
+
+def test_every_package_folder_is_installed_under_the_workbench_namespace():
+    root = PACKAGE.parent
+    found = []
+    for folder, prefix in (("workbench", "workbench"), ("widgets", "workbench.widgets"),
+                           ("environments", "workbench.environments")):  # fmt: skip
+        for init in (root / folder).rglob("__init__.py"):
+            parts = init.parent.relative_to(root / folder).parts
+            found.append(".".join((prefix, *parts)))
+    assert sorted(found) == sorted(_declared_packages())
+
+
+def test_the_checkouts_old_import_paths_are_the_installed_modules():
+    import workbench.environments.shop
+    import workbench.widgets
+    from workbench.widgets.charts import Chart as InstalledChart
+
+    import environments.shop
+    import widgets
+    from widgets.charts import Chart
+
+    assert widgets is workbench.widgets and Chart is InstalledChart
+    assert environments.shop is workbench.environments.shop
+    assert environments.shop.env.ref == "shop"
+
+
+@pytest.mark.slow
+def test_the_wheel_installs_beside_a_distribution_that_owns_widgets(tmp_path):
+    """The wheel adds only `workbench` at the top level: a clean venv that already has a
+    package named `widgets` keeps it, and gets workbench.widgets and workbench.environments."""
+    import shutil
+    import venv
+    import zipfile
+
+    other = tmp_path / "other"  # someone else's distribution with a top-level `widgets`
+    (other / "widgets").mkdir(parents=True)
+    (other / "widgets" / "__init__.py").write_text("OWNER = 'someone else'\n")
+    (other / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "widgets"\nversion = "1.0"\n'
+        "[tool.setuptools]\npackages = ['widgets']\n"
+    )
+    source = tmp_path / "source"  # a copy: building leaves build/ behind
+    source.mkdir()
+    for part in ("pyproject.toml", "README.md", "workbench", "widgets", "environments"):
+        copy = shutil.copytree if (PACKAGE.parent / part).is_dir() else shutil.copy
+        copy(PACKAGE.parent / part, source / part)
+    dist = tmp_path / "dist"
+    for project in (source, other):  # wheels, built offline with our setuptools
+        build = subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+             "-w", str(dist), str(project)],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert build.returncode == 0, build.stderr[-2000:]
+    (wheel,) = dist.glob("agent_research_workbench-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+    assert top == {"workbench"}
+    assert "workbench/environments/shop/tasksets/shop-basics.jsonl" in names
+    assert "workbench/widgets/charts.py" in names
+
+    env = tmp_path / "venv"
+    venv.create(env, with_pip=True)
+    python = str(env / "bin" / "python")
+    out = subprocess.run(
+        [python, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
+         *sorted(str(w) for w in dist.glob("*.whl"))],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    check = (
+        "import importlib.util as u, widgets, workbench\n"
+        "print(widgets.OWNER, workbench.__version__,\n"
+        "      u.find_spec('workbench.widgets') is not None,\n"
+        "      u.find_spec('workbench.environments.shop') is not None)"
+    )
+    out = subprocess.run([python, "-c", check], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["someone", "else", _pyproject_version(), "True", "True"]
+
+
+def _pyproject_version() -> str:
+    import tomllib
+
+    return tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["project"]["version"]

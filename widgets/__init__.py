@@ -1,20 +1,26 @@
 """Notebook UI for the workbench: thin ipywidgets views over library calls and job events.
 
 ```python
-from widgets import ScenarioForm, RunDialog, TraceViewer, Leaderboard, TrainingPanel
-from widgets import CompareView, Dashboard, LearningCurveView
+from workbench.widgets import ScenarioForm, RunDialog, TraceViewer, Leaderboard, TrainingPanel
+from workbench.widgets import CompareView, Dashboard, LearningCurveView
 ```
 """
 
-from widgets.charts import Chart
-from widgets.compare import CompareView
-from widgets.curve import LearningCurveView, learning_curve_figure
-from widgets.dashboard import Dashboard, serve_dashboard
-from widgets.forms import ScenarioForm
-from widgets.leaderboard import Leaderboard
-from widgets.run_dialog import RunDialog
-from widgets.traces import TraceViewer
-from widgets.training import TrainingPanel
+if __name__ == "widgets":  # the checkout's old name: be workbench.widgets, not a second copy
+    from workbench._aliases import alias
+
+    alias("widgets", "workbench.widgets")
+
+
+from workbench.widgets.charts import Chart
+from workbench.widgets.compare import CompareView
+from workbench.widgets.curve import LearningCurveView, learning_curve_figure
+from workbench.widgets.dashboard import Dashboard, serve_dashboard
+from workbench.widgets.forms import ScenarioForm
+from workbench.widgets.leaderboard import Leaderboard
+from workbench.widgets.run_dialog import RunDialog
+from workbench.widgets.traces import TraceViewer
+from workbench.widgets.training import TrainingPanel
 
 __all__ = [
     "Chart",

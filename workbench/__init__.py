@@ -2,7 +2,7 @@
 
 ```python
 import workbench
-from environments.shop import env
+from workbench.environments.shop import env
 
 job = await workbench.evaluate("shop-basics", ["scripted:expert", "scripted:weak"],
                                group_size=4)
@@ -21,7 +21,7 @@ import sys
 import types
 from typing import TYPE_CHECKING, Any
 
-DISTRIBUTION = "workbench"  # the name pip knows it by; its version lives in pyproject.toml
+DISTRIBUTION = "agent-research-workbench"  # the name pip knows it by (pyproject.toml)
 
 # Public name -> the module that defines it.
 _EXPORTS = {

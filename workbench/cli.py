@@ -22,7 +22,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from workbench.errors import OptionsError, WorkbenchError
+from workbench.errors import OptionsError, WorkbenchError, missing_extra
 
 app = typer.Typer(
     help="Workbench: evaluate agents on tasksets, read their traces, rank models.",
@@ -631,7 +631,10 @@ def serve_command(
     ),
 ) -> None:
     """Serve every model id over an OpenAI-compatible API (/v1/models, /v1/chat/completions)."""
-    from workbench.gateway import allowed_environments, check_api_key, new_api_key, serve
+    try:
+        from workbench.gateway import allowed_environments, check_api_key, new_api_key, serve
+    except ImportError as e:
+        raise missing_extra("gateway", "the gateway", e) from None
 
     if max_body_mb <= 0 or max_connections < 1:
         raise WorkbenchError("--max-body-mb and --max-connections must be positive")

@@ -80,3 +80,11 @@ def one_line(error, model: type | None = None, owner: str = "") -> str:
 
 class ToolArgumentError(ValueError):
     """The model called a tool with arguments that do not fit its schema."""
+
+
+def missing_extra(extra: str, what: str, error: ImportError) -> WorkbenchError:
+    """The one-line error for a feature whose optional dependencies are not installed."""
+    return WorkbenchError(
+        f"{what} needs the '{extra}' extra ({error.name or error} is missing): "
+        f"pip install 'agent-research-workbench[{extra}]'"
+    )

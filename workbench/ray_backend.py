@@ -63,7 +63,7 @@ def import_ray():
         import ray
     except ImportError:
         raise WorkbenchError(
-            "the ray backend needs Ray: pip install 'workbench[ray]' (or pip install ray)"
+            "the ray backend needs Ray: pip install 'agent-research-workbench[ray]'"
         ) from None
     return ray
 

@@ -21,6 +21,9 @@ from workbench.errors import UnknownEnvironmentError, WorkbenchError
 if TYPE_CHECKING:
     from workbench.environment import Environment
 
+# The example environments (the repository's environments/ folder), by folder name.
+SHIPPED = "workbench.environments"
+
 # Environments created in this process, by reference: lets a notebook-defined environment
 # be resolved by name without being importable.
 _LOCAL_ENVIRONMENTS: dict[str, Environment] = {}
@@ -34,9 +37,9 @@ def claim_name(env: Environment) -> None:
 
     from workbench.errors import WorkbenchError
 
-    ours = env._module == f"environments.{env.name}"
+    ours = env._module == f"{SHIPPED}.{env.name}"
     if not ours and env.name.isidentifier():
-        if importlib.util.find_spec(f"environments.{env.name}") is not None:
+        if importlib.util.find_spec(f"{SHIPPED}.{env.name}") is not None:
             raise WorkbenchError(
                 f"'{env.name}' is the name of a shipped environment (environments/{env.name}): "
                 "give yours another name"
@@ -52,8 +55,8 @@ def claim_name(env: Environment) -> None:
 def find_ref(env: Environment) -> str:
     """A reference any process can resolve: ``shop``, ``pkg.module:attr``, or the name."""
     module = env._module
-    if module.startswith("environments."):
-        return module.split(".")[1]
+    if module.startswith(f"{SHIPPED}."):
+        return module.removeprefix(f"{SHIPPED}.").split(".")[0]
     loaded = sys.modules.get(module)
     if module != "__main__" and loaded is not None:
         for attr, value in vars(loaded).items():
@@ -85,7 +88,7 @@ def _resolve(ref: str) -> Environment:
         target, attr = ref.rsplit(":", 1)
         module = import_path(target) if target.endswith(".py") else _import_module(target, ref)
     else:
-        module = _import_module(f"environments.{ref}", ref)
+        module = _import_module(f"{SHIPPED}.{ref}", ref)
         attr = "env"
     env = getattr(module, attr, None)
     if not isinstance(env, Environment):
@@ -143,9 +146,7 @@ def import_path(path: str):
 
 
 def environments_dir() -> Path:
-    import environments
-
-    return Path(environments.__file__).parent
+    return Path(importlib.import_module(SHIPPED).__file__).parent
 
 
 def builtin_environments() -> list[str]:

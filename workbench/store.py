@@ -242,7 +242,14 @@ class Store:
         if self.url.startswith("sqlite:///"):
             Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 10}
-        self.engine = sa.create_engine(self.url, **kwargs)
+        try:
+            self.engine = sa.create_engine(self.url, **kwargs)
+        except ImportError as e:  # a PostgreSQL URL without its driver
+            from workbench.errors import missing_extra
+
+            raise missing_extra(
+                "postgres", f"the store at {self.url.split(':')[0]}://…", e
+            ) from None
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         metadata.create_all(self.engine)

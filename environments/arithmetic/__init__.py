@@ -1,7 +1,7 @@
 """Arithmetic problems generated from a seed, with a calculator tool.
 
 ```python
-from environments.arithmetic import env
+from . import env
 task = env.task("solve", seed=7, difficulty=2)
 ```
 """
@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from environments.arithmetic import policies
-from environments.arithmetic.problems import evaluate, last_number, make_problem
 from workbench.environment import Environment
+
+from . import policies
+from .problems import evaluate, last_number, make_problem
 
 env = Environment(
     "arithmetic",

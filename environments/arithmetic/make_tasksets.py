@@ -1,10 +1,11 @@
-"""Write arithmetic's shipped tasksets: ``python -m environments.arithmetic.make_tasksets``."""
+"""Write arithmetic's shipped tasksets: ``python -m workbench.environments.arithmetic.make_tasksets``."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from environments.arithmetic import env
+from workbench.environments.arithmetic import env
+
 from workbench.tasks import Taskset
 
 TASKSETS = Path(__file__).parent / "tasksets"

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import random
 
-from environments.arithmetic.problems import left_to_right, make_problem
 from workbench.models.scripted import PolicyContext, answer, call
+
+from .problems import left_to_right, make_problem
 
 WRONG_RATE = 0.55
 

@@ -1,7 +1,7 @@
 """Mental arithmetic: one step on one-digit numbers, no tools, the last number is the answer.
 
 ```python
-from environments.mental import env
+from . import env
 task = env.task("solve", a=7, op="+", b=5)   # "What is 7 + 5? Answer with just the number."
 ```
 

@@ -1,4 +1,4 @@
-"""Write mental's shipped tasksets: ``python -m environments.mental.make_tasksets``.
+"""Write mental's shipped tasksets: ``python -m workbench.environments.mental.make_tasksets``.
 
 Every one-digit problem is made once: ``a + b`` for a, b in 1-9 (81) and ``a - b`` for
 9 >= a > b >= 1 (36). The held-out taskset takes 30 of them and the training taskset the
@@ -11,7 +11,8 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from environments.mental import env
+from workbench.environments.mental import env
+
 from workbench.tasks import Task, Taskset
 
 TASKSETS = Path(__file__).parent / "tasksets"

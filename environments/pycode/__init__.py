@@ -31,9 +31,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from environments.pycode import policies, sandbox
-from environments.pycode.problems import PROBLEMS, Problem, ProblemName
 from workbench.environment import Environment
+
+from . import policies, sandbox
+from .problems import PROBLEMS, Problem, ProblemName
 
 
 @dataclass

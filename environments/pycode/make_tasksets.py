@@ -1,11 +1,12 @@
-"""Write pycode's shipped taskset: ``python -m environments.pycode.make_tasksets``."""
+"""Write pycode's shipped taskset: ``python -m workbench.environments.pycode.make_tasksets``."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from environments.pycode import env
-from environments.pycode.problems import PROBLEMS
+from workbench.environments.pycode import env
+from workbench.environments.pycode.problems import PROBLEMS
+
 from workbench.tasks import Taskset
 
 TASKSETS = Path(__file__).parent / "tasksets"

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import random
 
-from environments.pycode.problems import PROBLEMS
 from workbench.models.scripted import PolicyContext, answer, call
+
+from .problems import PROBLEMS
 
 BUGGY_RATE = 0.6
 

@@ -1,7 +1,7 @@
 """A small store: search a catalogue, fill a cart, apply a coupon, check out.
 
 ```python
-from environments.shop import env
+from . import env
 task = env.task("checkout", product_name="Gaming Mouse", apply_coupon=True)
 ```
 """
@@ -11,9 +11,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from environments.shop import policies
-from environments.shop.catalogue import Category, ProductName, Shop, dollars
 from workbench.environment import Environment
+
+from . import policies
+from .catalogue import Category, ProductName, Shop, dollars
 
 env = Environment(
     "shop",

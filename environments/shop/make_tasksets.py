@@ -1,10 +1,11 @@
-"""Write the shop's shipped tasksets: ``python -m environments.shop.make_tasksets``."""
+"""Write the shop's shipped tasksets: ``python -m workbench.environments.shop.make_tasksets``."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from environments.shop import env
+from workbench.environments.shop import env
+
 from workbench.tasks import Taskset
 
 TASKSETS = Path(__file__).parent / "tasksets"

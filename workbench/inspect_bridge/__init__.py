@@ -23,7 +23,7 @@ to_inspect_log(job, "logs")  # one .eval per model: `inspect view --log-dir logs
   ``read_eval_log`` and ``inspect view`` read: samples (group index = epoch), messages,
   tool calls, scores and model usage.
 
-Needs the ``inspect`` extra: ``pip install 'workbench[inspect]'``.
+Needs the ``inspect`` extra: ``pip install 'agent-research-workbench[inspect]'``.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ try:
     import inspect_ai  # noqa: F401
 except ImportError as e:  # pragma: no cover - the extra is installed in CI
     raise InspectNotInstalled(
-        f"Inspect AI is not installed ({e}): pip install 'workbench[inspect]'"
+        f"Inspect AI is not installed ({e}): pip install 'agent-research-workbench[inspect]'"
     ) from None
 
 from workbench.inspect_bridge.environment import (  # noqa: E402

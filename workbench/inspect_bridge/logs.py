@@ -284,10 +284,12 @@ def _total_usage(samples: list[EvalSample]) -> dict[str, ModelUsage]:
 def _packages() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
+    from workbench import DISTRIBUTION
+
     found = {}
-    for name in ("workbench", "inspect_ai"):
+    for name, dist in (("workbench", DISTRIBUTION), ("inspect_ai", "inspect_ai")):
         try:
-            found[name] = version(name)
+            found[name] = version(dist)
         except PackageNotFoundError:
             pass
     return found

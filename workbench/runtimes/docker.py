@@ -84,7 +84,8 @@ def docker_client():
             import docker
         except ImportError:
             raise DockerUnavailable(
-                "the docker runtime needs the `docker` package: `pip install docker`"
+                "the docker runtime needs the 'docker' extra: "
+                "pip install 'agent-research-workbench[docker]'"
             ) from None
         try:
             client = docker.from_env(timeout=120)

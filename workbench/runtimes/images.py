@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from workbench.errors import WorkbenchError
+from workbench.references import SHIPPED
 
 if TYPE_CHECKING:
     from workbench.environment import Environment
@@ -115,7 +116,7 @@ def _env_source(env: Environment) -> tuple[Path, str, str]:
             spec.submodule_search_locations[0] if spec.submodule_search_locations else spec.origin
         )
         return origin, origin.name, ref
-    spec = importlib.util.find_spec(f"environments.{ref}")
+    spec = importlib.util.find_spec(f"{SHIPPED}.{ref}")
     return Path(spec.submodule_search_locations[0]), f"environments/{ref}", ref
 
 
@@ -204,17 +205,17 @@ def _build(env: Environment, rebuild: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         context = Path(tmp)
         _copy_site(dists, context / "site")
-        shutil.copytree(
-            _workbench_dir(),
-            context / "site" / "workbench",
-            ignore=shutil.ignore_patterns("__pycache__"),
-        )
+        site_workbench = context / "site" / "workbench"
+        shutil.copytree(_workbench_dir(), site_workbench, ignore=_library_only)
         source, target, _ = _env_source(env)
         app = context / "app"
         app.mkdir()
         if target.startswith("environments/"):
+            # A shipped environment lives in the app folder (where its files have always
+            # been); workbench.environments, the name it is imported by, points there.
             (app / "environments").mkdir()
             shutil.copy(Path(source).parent / "__init__.py", app / "environments" / "__init__.py")
+            (site_workbench / "environments").symlink_to(f"{APP}/environments")
         if source.is_dir():
             shutil.copytree(source, app / target, ignore=shutil.ignore_patterns("__pycache__"))
         else:
@@ -251,6 +252,15 @@ def _build(env: Environment, rebuild: bool) -> None:
         for line in api.build(path=str(context), tag=name, rm=True, forcerm=True, decode=True):
             if "error" in line:
                 raise WorkbenchError(f"building {name} failed: {line['error'].strip()}")
+
+
+def _library_only(folder: str, names: list[str]) -> set[str]:
+    """What the image's copy of the workbench package leaves out: caches, and (from a wheel
+    install) the widgets and the example environments: only the one served goes in."""
+    skip = {n for n in names if n == "__pycache__"}
+    if Path(folder).resolve() == _workbench_dir().resolve():
+        skip |= {n for n in names if n in ("widgets", "environments")}
+    return skip
 
 
 def _owner_only(folder: Path) -> None:

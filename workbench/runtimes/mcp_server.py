@@ -386,7 +386,12 @@ async def serve_stdio(env: Environment) -> None:
 
 async def serve_http(env: Environment, sock: socket.socket) -> None:
     """Serve over streamable HTTP on a bound socket until stopped (Ctrl-C, SIGTERM)."""
-    import uvicorn
+    try:
+        import uvicorn
+    except ImportError as e:
+        from workbench.errors import missing_extra
+
+        raise missing_extra("gateway", "serving over HTTP", e) from None
 
     host, port = sock.getsockname()[:2]
     server = build_server(env, per_session=True)

@@ -259,10 +259,15 @@ def remove_abandoned(folder: Path) -> None:
 
 
 def versions() -> dict[str, str]:
+    from workbench import DISTRIBUTION
+
     found = {}
-    for package in ("workbench", "torch", "transformers", "trl", "peft", "unsloth"):
+    for key, package in (
+        ("workbench", DISTRIBUTION),
+        *((p, p) for p in ("torch", "transformers", "trl", "peft", "unsloth")),
+    ):
         try:
-            found[package] = importlib_metadata.version(package)
+            found[key] = importlib_metadata.version(package)
         except importlib_metadata.PackageNotFoundError:
             pass
     return found

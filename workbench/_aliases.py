@@ -1,0 +1,41 @@
+"""The checkout's old import paths: ``widgets`` and ``environments`` are the installed
+``workbench.widgets`` and ``workbench.environments``, the same modules, never a second copy.
+
+The folders stay at the top of the repository (the layout users see) and are installed
+under the project's namespace (``pyproject.toml``'s package-dir), so the wheel adds no
+top-level package that could collide with another distribution's. Where the repository's
+root is on the import path (a checkout: tests, ``python -m``), ``import widgets`` still
+works: the folder's ``__init__`` calls :func:`alias`, and every ``widgets.X`` import is
+answered with the module ``workbench.widgets.X`` (classes keep one identity, environments
+one name).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.util
+import sys
+
+
+class _Alias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def __init__(self, old: str, new: str):
+        self.old, self.new = old, new
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname.startswith(self.old + "."):
+            return importlib.util.spec_from_loader(fullname, self)
+        return None
+
+    def create_module(self, spec):
+        return importlib.import_module(self.new + spec.name[len(self.old) :])
+
+    def exec_module(self, module) -> None:
+        pass  # the module ran once, under its installed name
+
+
+def alias(old: str, new: str) -> None:
+    """Make ``old.X`` import as ``new.X`` (``old`` itself: call from its ``__init__``)."""
+    if not any(isinstance(f, _Alias) and f.old == old for f in sys.meta_path):
+        sys.meta_path.insert(0, _Alias(old, new))
+    sys.modules[old] = importlib.import_module(new)
