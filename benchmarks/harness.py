@@ -31,6 +31,7 @@ def _tasksets(single: int, tools: int):
     from workbench.environments.arithmetic import env as arithmetic
     from workbench.environments.shop import env as shop
     from workbench.environments.shop.catalogue import PRODUCTS
+
     from workbench import Taskset
 
     n_single = min(single, 500)

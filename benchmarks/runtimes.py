@@ -26,6 +26,7 @@ import time
 
 async def first_tool_result(runtime: str) -> float:
     from workbench.environments.shop import env
+
     from workbench.runtimes import open_episode
 
     episode = open_episode(env.task("checkout", product_name="Wireless Mouse"), runtime)
@@ -39,8 +40,9 @@ async def first_tool_result(runtime: str) -> float:
 
 
 async def runs_per_second(runtime: str, runs: int, concurrency: int) -> tuple[float, float]:
-    import workbench
     from workbench.environments.shop import env
+
+    import workbench
 
     taskset = workbench.Taskset("bench", [env.task("checkout", product_name="Wireless Mouse")])
     with tempfile.TemporaryDirectory() as home:
@@ -76,6 +78,7 @@ async def main(args: argparse.Namespace) -> None:
         runtimes = [r for r in args.runtimes.split(",") if r in runtimes]
     if "docker" in runtimes:
         from workbench.environments.shop import env
+
         from workbench.runtimes.images import ensure_image
 
         ensure_image(env)  # not timed: built once

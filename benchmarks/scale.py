@@ -44,6 +44,7 @@ TARGET_LEADERBOARD_S = 1.0
 def _single_turn(runs: int):
     """A taskset and group size giving exactly ``runs`` single-turn runs."""
     from workbench.environments.arithmetic import env as arithmetic
+
     from workbench import Taskset
 
     tasks = math.gcd(runs, 500)
