@@ -158,6 +158,9 @@ def test_ctrl_c_removes_the_containers_of_a_cli_job(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env={**os.environ, "COLUMNS": "200"},
+        # Ctrl-C as a terminal delivers it: a test run started in the background (nohup,
+        # `cmd &` in a script) hands its children SIGINT ignored, and the CLI would keep it so.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 600  # a hang bound, not a speed check
     while not our_containers(**{"workbench.pid": process.pid}):

@@ -46,8 +46,11 @@ if TYPE_CHECKING:
 
 # A run whose worker died is tried once more; the second death is an error trace.
 ATTEMPTS = 2
-# How long a retry waits for a restarted actor before the run is an error trace.
-RESTART_WAIT = 60.0
+# How long a retry waits for a restarted actor before the run is an error trace: a bound on
+# a hang, not a speed (a loaded machine takes tens of seconds to start a worker).
+RESTART_WAIT = 300.0
+# Times a run is sent again to an actor that was restarting (unavailable, not dead).
+MAX_UNAVAILABLE = 5
 # Most runs in one call to an actor (see _Batcher).
 MAX_BATCH = 16
 # Runs one actor may hold at once; the driver's max_concurrent is the real bound.
@@ -176,7 +179,7 @@ class RayPool:
         ray = self.ray
         payload = task.model_dump(mode="json")
         config = job._config_json
-        deaths, avoid = 0, None
+        deaths, unavailable, avoid = 0, 0, None
         while True:
             index = self._pick(avoid)
             if deaths and not await self._ready(index):
@@ -200,6 +203,13 @@ class RayPool:
                     else:
                         return Trace.model_validate(item[1])
                 raise RuntimeError("the Ray actor ended the run without a trace")
+            except ray.exceptions.ActorUnavailableError as e:
+                # The actor is restarting (an earlier run's worker died): not this run's
+                # death. Wait for it and send the run again, a bounded number of times.
+                unavailable += 1
+                error = WorkerDied(f"the Ray worker for this run stayed away: {_first_line(e)}")
+                if unavailable > MAX_UNAVAILABLE or not await self._ready(index):
+                    break
             except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as e:
                 deaths += 1
                 avoid = index

@@ -31,11 +31,10 @@ import asyncio
 import importlib.util
 import json
 import re
-import weakref
 from typing import Any
 
 from workbench.errors import WorkbenchError
-from workbench.models.base import Completion, RunInfo, Sampling
+from workbench.models.base import Completion, PerLoop, RunInfo, Sampling
 from workbench.models.openai_api import ModelAPIError
 
 DEFAULT_MAX_TOKENS = 4096  # the Messages API requires one; enough for a tool call with a file
@@ -68,26 +67,23 @@ class AnthropicModel:
         self.max_tokens = max_tokens
         # A local fake or proxy may need no key, but the SDK refuses to send nothing.
         self._api_key = api_key or "not-needed"
-        # A connection pool and a semaphore belong to one event loop; a notebook and the
-        # tests run several loops in one process, so each loop gets its own.
-        self._per_loop: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._clients = PerLoop(self._make_client, self.max_connections)
 
     def __repr__(self) -> str:  # never the key
         return f"AnthropicModel({self.model_id!r}, base_url={self.base_url!r})"
 
-    def _client(self) -> tuple[Any, asyncio.Semaphore]:
-        loop = asyncio.get_running_loop()
-        if loop not in self._per_loop:
-            from anthropic import AsyncAnthropic
+    def _make_client(self) -> Any:
+        from anthropic import AsyncAnthropic
 
-            client = AsyncAnthropic(
-                api_key=self._api_key,
-                base_url=self.base_url,
-                timeout=self.timeout,
-                max_retries=self.max_retries,
-            )
-            self._per_loop[loop] = (client, asyncio.Semaphore(self.max_connections))
-        return self._per_loop[loop]
+        return AsyncAnthropic(
+            api_key=self._api_key,
+            base_url=self.base_url,
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+        )
+
+    def _client(self) -> tuple[Any, asyncio.Semaphore]:
+        return self._clients.get()
 
     async def complete(
         self,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -54,3 +56,25 @@ class ChatModel(Protocol):
         sampling: Sampling,
         run: RunInfo,
     ) -> Completion: ...
+
+
+class PerLoop:
+    """An API client and its connection limit, one pair per event loop.
+
+    An HTTP connection pool and a semaphore belong to the loop that made them; a notebook
+    and the tests run several loops in one process, so each loop gets its own (dropped with
+    the loop).
+    """
+
+    def __init__(self, make_client: Callable[[], Any], max_connections: int):
+        import weakref
+
+        self._make_client = make_client
+        self._max_connections = max_connections
+        self._per_loop: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def get(self) -> tuple[Any, asyncio.Semaphore]:
+        loop = asyncio.get_running_loop()
+        if loop not in self._per_loop:
+            self._per_loop[loop] = (self._make_client(), asyncio.Semaphore(self._max_connections))
+        return self._per_loop[loop]

@@ -13,11 +13,10 @@ import asyncio
 import email.utils
 import random
 import time
-import weakref
 from typing import Any
 
 from workbench.errors import WorkbenchError
-from workbench.models.base import Completion, RunInfo, Sampling
+from workbench.models.base import Completion, PerLoop, RunInfo, Sampling
 
 MAX_WAIT = 60.0  # the longest single wait, whatever Retry-After says
 
@@ -53,26 +52,20 @@ class OpenAIModel:
         self.backoff = backoff
         # The SDK insists on a key; local OpenAI-compatible servers often need none.
         self._api_key = api_key or "not-needed"
-        # An HTTP connection pool and a semaphore belong to one event loop; a notebook and
-        # the tests run several loops in one process, so each loop gets its own.
-        self._per_loop: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._clients = PerLoop(self._make_client, max_connections)
 
     def __repr__(self) -> str:
         return f"OpenAIModel({self.model_id!r}, base_url={self.base_url!r})"
 
-    def _client(self) -> tuple[Any, asyncio.Semaphore]:
-        loop = asyncio.get_running_loop()
-        if loop not in self._per_loop:
-            from openai import AsyncOpenAI
+    def _make_client(self) -> Any:
+        from openai import AsyncOpenAI
 
-            client = AsyncOpenAI(
-                base_url=self.base_url,
-                api_key=self._api_key,
-                timeout=self.timeout,
-                max_retries=0,
-            )
-            self._per_loop[loop] = (client, asyncio.Semaphore(self.max_connections))
-        return self._per_loop[loop]
+        return AsyncOpenAI(
+            base_url=self.base_url, api_key=self._api_key, timeout=self.timeout, max_retries=0
+        )
+
+    def _client(self) -> tuple[Any, asyncio.Semaphore]:
+        return self._clients.get()
 
     async def complete(
         self,
