@@ -593,7 +593,7 @@ def loop_command(
     verdict = "[green]better[/]" if result.better else "[red]not shown to be better[/]"
     console.print(
         f"{result.fork} against {result.base} on the held-out tasks, paired by task: "
-        f"{verdict}. `workbench models checkpoints {result.fork}` shows the tree."
+        f"{verdict}. `workbench models checkpoints {result.fork.partition('@')[0]}` shows the tree."
     )
 
 
