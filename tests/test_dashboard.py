@@ -7,8 +7,7 @@ machine is blocked (only Voila's template CDN may have been tried). The tests:
   and the trace explorer fill;
 - read the data the charts plotted (the ``data`` of each Plotly div) on a fresh page, after
   a reload and in a second browser context: a fresh Voila page is a fresh set of widget
-  views, the same path a reload takes in JupyterLab (which these tests do not start: a
-  JupyterLab server and its front end are too heavy for this machine's test run);
+  views (tests/test_lab.py does the same after a reload in JupyterLab itself);
 - drive the explorer by clicking: filter, failures only, search, sort, a row, the compare
   view, and a heatmap cell that opens its traces;
 - compute text contrast from the page's styles in the light and the dark theme (WCAG 2
