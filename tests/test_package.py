@@ -149,6 +149,8 @@ def test_every_package_folder_is_installed_under_the_workbench_namespace():
 
 
 def test_the_checkouts_old_import_paths_are_the_installed_modules():
+    import importlib.util
+
     import workbench.environments.shop
     import workbench.widgets
     from workbench.widgets.charts import Chart as InstalledChart
@@ -160,6 +162,10 @@ def test_the_checkouts_old_import_paths_are_the_installed_modules():
     assert widgets is workbench.widgets and Chart is InstalledChart
     assert environments.shop is workbench.environments.shop
     assert environments.shop.env.ref == "shop"
+    # the modules keep their own spec: their files can still be found (the Docker runtime
+    # copies a shipped environment's folder from it)
+    spec = importlib.util.find_spec("workbench.environments.shop")
+    assert spec.name == "workbench.environments.shop" and spec.submodule_search_locations
 
 
 @pytest.mark.slow

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.abc
+import importlib.machinery
 import importlib.util
 import sys
 
@@ -21,6 +22,7 @@ import sys
 class _Alias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def __init__(self, old: str, new: str):
         self.old, self.new = old, new
+        self._specs: dict[str, importlib.machinery.ModuleSpec] = {}
 
     def find_spec(self, fullname, path=None, target=None):
         if fullname.startswith(self.old + "."):
@@ -28,10 +30,15 @@ class _Alias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return None
 
     def create_module(self, spec):
-        return importlib.import_module(self.new + spec.name[len(self.old) :])
+        module = importlib.import_module(self.new + spec.name[len(self.old) :])
+        self._specs[module.__name__] = module.__spec__
+        return module
 
     def exec_module(self, module) -> None:
-        pass  # the module ran once, under its installed name
+        # The module ran once, under its installed name. The import system has just set its
+        # __spec__ to the alias's; put its own back (find_spec, a package's __path__ and
+        # anything that locates its files read it).
+        module.__spec__ = self._specs.pop(module.__name__, module.__spec__)
 
 
 def alias(old: str, new: str) -> None:
