@@ -409,13 +409,8 @@ def _bar(total: int, progress: bool):
 
 def _with_lora(model, cfg):
     """peft LoRA on every linear layer, as SFT's."""
-    from peft import LoraConfig, get_peft_model
+    from peft import get_peft_model
 
-    config = LoraConfig(
-        r=cfg.lora_r,
-        lora_alpha=cfg.lora_alpha,
-        lora_dropout=cfg.lora_dropout,
-        target_modules="all-linear",
-        task_type="CAUSAL_LM",
-    )
-    return get_peft_model(model, config)
+    from workbench.training.trainer import lora_config
+
+    return get_peft_model(model, lora_config(cfg))

@@ -32,6 +32,7 @@ from workbench.models.hf import (
 )
 from workbench.training.trainer import (  # noqa: F401 - the names this module used to hold
     TrainConfig,
+    lora_config,
     remove_abandoned,
     train,
     training_steps,
@@ -134,7 +135,6 @@ def _sft_config(cfg: TrainConfig, out: Path, **extra):
 
 
 def _train_trl(model, tokenizer, tokenized, cfg: TrainConfig, out: Path, logger, progress: bool):
-    from peft import LoraConfig
     from trl import SFTTrainer
 
     trainer = SFTTrainer(
@@ -142,13 +142,7 @@ def _train_trl(model, tokenizer, tokenized, cfg: TrainConfig, out: Path, logger,
         args=_sft_config(cfg, out, use_cpu=not cuda_available()),
         train_dataset=tokenized,
         processing_class=tokenizer,
-        peft_config=LoraConfig(
-            r=cfg.lora_r,
-            lora_alpha=cfg.lora_alpha,
-            lora_dropout=cfg.lora_dropout,
-            target_modules="all-linear",
-            task_type="CAUSAL_LM",
-        ),
+        peft_config=lora_config(cfg),
         callbacks=[_trainer_callback(logger, progress)],
     )
     return _run(trainer, "trl", out)

@@ -171,6 +171,19 @@ def train(
     return ckpt
 
 
+def lora_config(cfg: TrainConfig):
+    """The LoRA adapter every CPU method trains: every linear layer, the config's rank."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules="all-linear",
+        task_type="CAUSAL_LM",
+    )
+
+
 # -- data -----------------------------------------------------------------------------------
 
 
