@@ -167,3 +167,23 @@ async def test_environments_made_in_this_process_run_isolated_too():
     job = await workbench.evaluate(tasks, "scripted:expert", group_size=3, max_concurrent=16)
     assert success(job) == {"scripted:expert": 1.0}
     assert seen == []  # the notebook's own copy was never touched
+
+
+async def test_isolated_runs_draw_different_random_numbers():
+    """Each run process is a copy of one snapshot: its random generator is reseeded."""
+    env = hud_env("dice")
+    job = await workbench.evaluate(
+        workbench.Taskset("dice", [env("roll")]), "scripted:expert", group_size=12
+    )
+    draws = [trace.info["draw"] for trace in job.traces()]
+    assert len(draws) == 12 and len(set(draws)) == 12
+
+
+async def test_an_environments_own_fork_hooks_run_in_every_run():
+    """A library that registered an after-fork hook (to reconnect a client) gets it called
+    in every run's process."""
+    env = hud_env("reconnect")
+    job = await workbench.evaluate(
+        workbench.Taskset("reconnect", [env("ping")]), "scripted:expert", group_size=6
+    )
+    assert success(job) == {"scripted:expert": 1.0}

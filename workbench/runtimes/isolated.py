@@ -20,6 +20,15 @@ for the price of a ``fork()`` rather than a Python start:
 - this process drives the run over a socket pair (one JSON line per request and reply):
   ``start`` (the prompt and tools), ``call`` (a tool), ``grade`` (the reward), ``close``.
 
+What a run costs is mostly the kernel's: the fork, the pages a run writes (each is copied
+from the snapshot: CPython writes to every object it touches, if only its reference count),
+and tearing the process down. So the run process does as little as it can in Python before
+it serves: the fork server has already played a few runs of a built-in environment (code
+paths warm), the child skips the interpreter's after-fork hooks where that is safe (see
+``_RunForker``), replaces only the descriptors of the loop's wake-up socket, and answers
+the whole run inside one task; the ``start`` request is sent with the connection. About
+6 ms of CPU per tool-using run on the development machine (``benchmarks/runtimes.py``).
+
 A run process that crashes or is killed is an ``error`` trace (the socket closes); one that
 hangs is ended by the run's timeout and then killed (``SIGKILL`` through a pidfd, so a
 recycled pid is never hit). When a job ends its fork servers are killed with their whole
@@ -34,6 +43,8 @@ environment in-process between jobs. What is *not* isolated: anything outside th
 
 from __future__ import annotations
 
+import _signal
+import _socket
 import asyncio
 import contextlib
 import contextvars
@@ -101,6 +112,7 @@ def _fork_server_main(control: socket.socket, env_ref: str, *, forked: bool) -> 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # run processes are reaped by the kernel
+    forker = _RunForker(lean=not forked)  # before the environment is imported: see the class
     from workbench.tasks import resolve_environment
 
     # Made once here, used by every run process: a poll() selector keeps no state in the
@@ -115,6 +127,7 @@ def _fork_server_main(control: socket.socket, env_ref: str, *, forked: bool) -> 
         control.sendall(b"E")
         os._exit(1)
     base = tempfile.mkdtemp(prefix="workbench-runs-")
+    _rehearse(loop)
     control.sendall(b"R")  # ready
     gc.freeze()  # what the snapshot holds is never collected: fewer pages copied per fork
     while True:
@@ -134,26 +147,137 @@ def _fork_server_main(control: socket.socket, env_ref: str, *, forked: bool) -> 
             os.close(fd)
         if not fds:
             continue
-        if os.fork() == 0:
+        if forker.fork() == 0:
             control.close()
-            _run_process_main(fds[0], env_ref, loop, base)  # never returns
+            _run_process_main(fds[0], env, loop, base)  # never returns
         os.close(fds[0])
 
 
-def _run_process_main(fd: int, env_ref: str, loop: asyncio.AbstractEventLoop, base: str) -> None:
+class _RunForker:
+    """How the fork server forks a run process: ``os.fork()``, or a lean ``fork()``.
+
+    ``os.fork()`` runs the interpreter's after-fork work in the child: reinitialising its
+    locks, and the ``os.register_at_fork`` hooks (threading, logging, random ...). That is
+    Python code on pages the child shares with the fork server, so each object it touches
+    is a page copied: about half of a run's page faults. In a single-threaded fork server no
+    other thread can hold a lock, so the lean path calls the C library's ``fork()`` (the
+    pthread_atfork handlers of C libraries still run), keeps the GIL held across it, and does
+    the one hook that matters itself: ``random`` is reseeded, so runs do not share a random
+    sequence. It is taken only in a fresh interpreter (we know every hook registered before
+    the environment was imported), while the process has one thread, and while no module
+    imported since registered a fork hook of its own (``os.fork()`` then runs it).
+    """
+
+    def __init__(self, *, lean: bool):
+        self._libc_fork = None
+        self._hooks_since: list[dict[str, Any]] = []
+        if not lean or sys.implementation.name != "cpython" or not sys.platform.startswith("linux"):
+            return
+        if getattr(sys, "_is_gil_enabled", lambda: True)() is False:
+            return  # free-threaded builds: the interpreter's own after-fork work is needed
+        try:
+            import ctypes
+
+            libc_fork = ctypes.PyDLL(None, use_errno=True).fork  # PyDLL: the GIL stays held
+        except (OSError, AttributeError):
+            return
+        libc_fork.restype = ctypes.c_int
+        libc_fork.argtypes = []
+        # The standard library's fork hooks, registered now; what registers one later is
+        # recorded (and forks then take os.fork()).
+        import concurrent.futures.thread  # noqa: F401
+        import logging  # noqa: F401
+        import random  # noqa: F401
+        import threading  # noqa: F401
+
+        original = os.register_at_fork
+
+        def register_at_fork(**hooks: Any) -> None:
+            self._hooks_since.append(hooks)
+            original(**hooks)
+
+        os.register_at_fork = register_at_fork
+        self._libc_fork = libc_fork
+
+    @property
+    def lean(self) -> bool:
+        return (
+            self._libc_fork is not None
+            and not self._hooks_since
+            and len(sys._current_frames()) == 1
+        )
+
+    def fork(self) -> int:
+        if not self.lean:
+            return os.fork()
+        pid = self._libc_fork()
+        if pid < 0:
+            import ctypes
+
+            raise OSError(ctypes.get_errno(), "fork() failed")
+        if pid == 0:
+            import random
+
+            random.seed()  # what random's own after-fork hook does
+        return pid
+
+
+def _rehearse(loop: asyncio.AbstractEventLoop, runs: int = 3) -> None:
+    """Play a few runs of a built-in environment here, in the fork server, before forking."""
+    from workbench.environment import Environment
+    from workbench.references import _LOCAL_ENVIRONMENTS
+
+    env = Environment("workbench rehearsal")
+    del _LOCAL_ENVIRONMENTS[env.name]
+
+    @env.tool
+    def echo(text: str) -> str:
+        """Echo."""
+        return text
+
+    @env.scenario("echo")
+    async def echo_scenario(word: str = "hi"):
+        answer = yield f"Say {word}"
+        yield 1.0 if answer == word else 0.0
+
+    task = env.task("echo", word="hi").model_dump(mode="json")
+    requests = [
+        {"op": "start", "task": task},
+        {"op": "call", "name": "echo", "arguments": {"text": "hi"}},
+        {"op": "grade", "answer": "hi"},
+        {"op": "close"},
+    ]
+    for _ in range(runs):
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        ours.sendall(b"".join(json.dumps(r).encode() + b"\n" for r in requests))
+        _serve_run(theirs.fileno(), env, loop)
+        theirs.close()
+        ours.close()
+
+
+def _own_wakeup_socket(loop: asyncio.AbstractEventLoop) -> None:
+    """Give the loop inherited from the fork server a wake-up socket pair of this process's
+    own (runs sharing one could take each other's wake-ups), under the same descriptor
+    numbers: the loop's socket objects and its selector stay as they are. Done at the C
+    level: rebuilding the loop's self-pipe in Python touches hundreds of shared pages."""
+    pair = _socket.socketpair(
+        _socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_NONBLOCK | _socket.SOCK_CLOEXEC
+    )
+    for new, old in zip(pair, (loop._ssock, loop._csock), strict=True):
+        os.dup2(new.fileno(), old.fileno(), inheritable=False)
+        new.close()
+
+
+def _run_process_main(fd: int, env: Any, loop: asyncio.AbstractEventLoop, base: str) -> None:
     code = 0
     try:
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # tools may run subprocesses
-        # The loop was made by the fork server (an event loop costs hundreds of page faults
-        # to build in each run); its wake-up pipe must be this process's own.
-        loop._close_self_pipe()
-        loop._make_self_pipe()
-        asyncio.set_event_loop(loop)
+        _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)  # tools may run subprocesses
+        _own_wakeup_socket(loop)  # the loop itself was made by the fork server: see there
         workdir = os.path.join(base, str(os.getpid()))
         os.mkdir(workdir)
         os.chdir(workdir)  # files a run writes in its working directory are its own
         try:
-            _serve_run(socket.socket(fileno=fd), env_ref, loop)
+            _serve_run(fd, env, loop)
         finally:
             os.chdir(base)
             try:
@@ -171,16 +295,52 @@ def _run_process_main(fd: int, env_ref: str, loop: asyncio.AbstractEventLoop, ba
         os._exit(code)  # no atexit handlers of the parent's, no inherited buffers flushed
 
 
-def _serve_run(conn: socket.socket, env_ref: str, loop: asyncio.AbstractEventLoop) -> None:
-    """Answer the job's requests for one run, one JSON line each, until ``close`` or EOF."""
-    from workbench.tasks import resolve_environment
+class _Lines:
+    """One JSON line per message over a blocking socket, read and written with plain
+    ``os.read``/``os.write`` (a socket file object's layers cost page copies per run)."""
 
-    stream = conn.makefile("rwb")
-    stream.write(json.dumps({"pid": os.getpid()}).encode() + b"\n")
-    stream.flush()
+    def __init__(self, fd: int):
+        self.fd = fd
+        self._buffer = bytearray()
+
+    def read(self) -> bytes | None:
+        """The next line, or None at end of file."""
+        searched = 0
+        while True:
+            end = self._buffer.find(b"\n", searched)
+            if end >= 0:
+                line = bytes(self._buffer[: end + 1])
+                del self._buffer[: end + 1]
+                return line
+            if len(self._buffer) > _LINE_LIMIT:
+                raise ScenarioError(f"a request longer than {_LINE_LIMIT} bytes")
+            searched = len(self._buffer)
+            chunk = os.read(self.fd, 1 << 16)
+            if not chunk:
+                return None
+            self._buffer += chunk
+
+    def write(self, message: Any) -> None:
+        data = memoryview(json.dumps(message, default=str).encode() + b"\n")
+        while data:
+            data = data[os.write(self.fd, data) :]
+
+
+def _serve_run(fd: int, env: Any, loop: asyncio.AbstractEventLoop) -> None:
+    """Answer the job's requests for one run, one JSON line each, until ``close`` or EOF.
+
+    The whole conversation is one task on the loop (each request waits in a blocking read,
+    as nothing else on this loop may run between requests): one task per run, not one per
+    request."""
+    lines = _Lines(fd)
+    lines.write({"pid": os.getpid()})
+    loop.run_until_complete(_answer(lines, env))
+
+
+async def _answer(lines: _Lines, env: Any) -> None:
     episode = None
     while True:
-        line = stream.readline(_LINE_LIMIT)
+        line = lines.read()
         if not line:
             return  # the job hung up
         request = json.loads(line)
@@ -190,30 +350,26 @@ def _serve_run(conn: socket.socket, env_ref: str, loop: asyncio.AbstractEventLoo
                 # Validated by the job already: constructing it again skips pydantic, whose
                 # first touches of its shared validators cost page copies in every run.
                 task = Task.model_construct(**request["task"])
-                episode = resolve_environment(env_ref).episode(task)
-                messages = loop.run_until_complete(episode.start())
+                episode = env.episode(task)
+                messages = await episode.start()
                 result: Any = {"messages": messages, "tools": episode.tool_schemas}
             elif op == "call":
-                outcome = loop.run_until_complete(
-                    episode.call_tool(request["name"], request["arguments"])
-                )
+                outcome = await episode.call_tool(request["name"], request["arguments"])
                 result = {"content": outcome.content, "error": outcome.error}
             elif op == "grade":
-                reward, info = loop.run_until_complete(episode.grade(request["answer"]))
+                reward, info = await episode.grade(request["answer"])
                 result = {"reward": reward, "info": info}
             elif op == "close":
                 if episode is not None:
-                    loop.run_until_complete(episode.close())
-                stream.write(b'{"result": null}\n')
-                stream.flush()
+                    await episode.close()
+                lines.write({"result": None})
                 return
             else:
                 raise ScenarioError(f"unknown request {op!r}")
             reply = {"result": result}
         except Exception as e:  # the job re-raises it as the run's error
             reply = {"error": {"type": type(e).__name__, "message": str(e)}}
-        stream.write(json.dumps(reply, default=str).encode() + b"\n")
-        stream.flush()
+        lines.write(reply)
 
 
 # -- this process's side ----------------------------------------------------------------------
@@ -388,14 +544,22 @@ class IsolatedEpisode:
         self._pidfd: int | None = None
         self._pid: int | None = None
         self._clean = False
+        self._dead = False
 
     async def _request(self, op: str, **fields: Any) -> Any:
+        self._send(op, **fields)
+        await self._writer.drain()
+        return await self._reply(op)
+
+    def _send(self, op: str, **fields: Any) -> None:
         if self._writer is None:
             raise ScenarioError("the isolated run is not started")
         self._writer.write(json.dumps({"op": op, **fields}, default=str).encode() + b"\n")
-        await self._writer.drain()
+
+    async def _reply(self, op: str) -> Any:
         line = await self._reader.readline()
         if not line:
+            self._dead = True  # its pid may be reused from now on: never signalled
             raise RunProcessDied(
                 f"the process of this run ended without answering '{op}' "
                 "(it crashed, exited or was killed)"
@@ -412,15 +576,20 @@ class IsolatedEpisode:
         self._reader, self._writer = await asyncio.open_unix_connection(
             sock=sock, limit=_LINE_LIMIT
         )
+        # The request goes with the connection (one wake-up less per run); the run process
+        # says hello (its pid) first, then answers it.
+        self._send("start", task=self.task.model_dump(mode="json"))
         hello = await self._reader.readline()
         if not hello:
+            self._dead = True
             raise RunProcessDied("the process of this run ended before it started")
         self._pid = json.loads(hello)["pid"]
-        # The run process waits for our first request, so it is alive now: a pidfd taken
+        # The run process lives until we hang up, unless the start crashes it (then its
+        # reply is missing, and a dead run is never signalled: see _reply). So a pidfd taken
         # here names it and only it, even after its pid is recycled.
         with contextlib.suppress(OSError, AttributeError):
             self._pidfd = os.pidfd_open(self._pid)
-        started = await self._request("start", task=self.task.model_dump(mode="json"))
+        started = await self._reply("start")
         self.tool_schemas = started["tools"]
         return started["messages"]
 
@@ -458,7 +627,7 @@ class IsolatedEpisode:
                 self._pidfd = None
 
     def _kill(self) -> None:
-        if self._pidfd is not None:
+        if self._pidfd is not None and not self._dead:
             with contextlib.suppress(OSError):
                 signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
         # Without a pidfd (not Linux) the fork server's group is killed when the job ends.
