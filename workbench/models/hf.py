@@ -133,6 +133,36 @@ def load_model(name: str, dtype=None):
     return model, tokenizer
 
 
+def load_tokenizer(name: str):
+    """The tokenizer of a base model alone (what an engine that reads the GGUF itself needs).
+    Building one from a GGUF takes seconds, so the first build is saved next to the base's
+    de-quantised copy and read from there afterwards."""
+    from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    folder, gguf = resolve_weights(name)
+    saved = tokenizer_copy(name)
+    if gguf and (saved / "tokenizer_config.json").exists():
+        folder, gguf = saved, None
+    with quiet_loading():
+        tokenizer = AutoTokenizer.from_pretrained(folder, **({"gguf_file": gguf} if gguf else {}))
+    if gguf:
+        partial = saved.with_name(f"{saved.name}.partial-{os.getpid()}")
+        tokenizer.save_pretrained(partial)
+        shutil.rmtree(saved, ignore_errors=True)
+        os.replace(partial, saved)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def tokenizer_copy(base: str) -> Path:
+    """Where :func:`load_tokenizer` keeps a GGUF base's tokenizer."""
+    copy = base_copy(base)
+    return copy.with_name(f"{copy.name}.tokenizer")
+
+
 def _plain_copy(model, dtype):
     from transformers import AutoModelForCausalLM
 
@@ -215,9 +245,11 @@ __all__ = [
     "cuda_available",
     "import_unsloth",
     "load_model",
+    "load_tokenizer",
     "materialize_base",
     "quiet_loading",
     "resolve_local",
     "resolve_weights",
+    "tokenizer_copy",
     "use_unsloth",
 ]

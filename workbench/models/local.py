@@ -13,6 +13,7 @@ Sampling follows the OpenAI API: ``temperature`` 0 is greedy and reproducible,
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
 import queue
 import threading
@@ -66,36 +67,25 @@ class Generation:
     completion_tokens: int
 
 
-class Engine:
-    """A loaded model and the thread that serves batched generation requests."""
+class BatchingEngine:
+    """What every local engine shares: the queue of requests, the thread that serves them,
+    and when a row stops (a stop token, a stop string, ``max_tokens``). A subclass loads its
+    model, sets ``tokenizer``, ``context``, ``stop_ids``, ``load_seconds`` and ``device``,
+    calls :meth:`_start_serving`, and implements ``_serve`` (with :meth:`_take`)."""
 
-    def __init__(self, name: str, adapters: tuple[str, ...] = (), max_batch: int = 16):
-        import torch
+    engine = "?"
+    device = "cpu"
+    max_batch = 16
 
-        self.torch = torch
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        started = time.perf_counter()
-        dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
-        model, self.tokenizer = load_model(name, dtype)
-        if adapters:  # a trained checkpoint: its LoRA lineage, merged for full speed
-            model = apply_adapters(model, [Path(a) for a in adapters])
-        self.model = model.to(self.device).eval()
-        self.load_seconds = time.perf_counter() - started
-        self.context = int(getattr(self.model.config, "max_position_embeddings", 2048))
-        self.max_batch = max_batch
-        self.stop_ids = self._stop_ids()
-        self.pad_id = self.tokenizer.pad_token_id
-        if self.pad_id is None:
-            self.pad_id = next(iter(self.stop_ids))
-        self._queue: queue.Queue[Request] = queue.Queue()
+    def _start_serving(self) -> None:
+        self._queue: queue.Queue[Request | None] = queue.Queue()
+        self._closed = False
         self.batch_sizes: list[int] = []  # for benchmarks and tests
         self._thread = threading.Thread(target=self._serve, name="workbench-generate", daemon=True)
         self._thread.start()
 
-    def _stop_ids(self) -> set[int]:
-        ids = set()
-        eos = self.model.config.eos_token_id
-        ids.update(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+    def _special_stop_ids(self, eos: Any) -> set[int]:
+        ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         for token in ("<|im_end|>", "<|endoftext|>", "<|eot_id|>"):
             token_id = self.tokenizer.convert_tokens_to_ids(token)
             if isinstance(token_id, int) and token_id != self.tokenizer.unk_token_id:
@@ -118,6 +108,8 @@ class Engine:
         sampling: Sampling,
         on_text: Callable[[str], None] | None = None,
     ) -> Generation:
+        if self._closed:
+            raise GenerationError("this local model's engine was closed")
         room = self.context - len(prompt_ids)
         if room <= 0:
             raise GenerationError(
@@ -144,6 +136,101 @@ class Engine:
         self._queue.put(request)
         return await request.future
 
+    def close(self) -> None:
+        """Stop the serving thread (requests still queued fail) and let the model go. Called
+        for every engine at interpreter exit: a thread left inside the model's native code
+        while the interpreter tears down aborts the process."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        self._thread.join(timeout=60)
+        self._release()
+
+    def _release(self) -> None:
+        """Free what the model holds outside Python (nothing, for torch)."""
+
+    def _take(self, room: int, wait: bool) -> list[Request] | None:
+        """Requests to add to the batch (up to ``room``); None when the engine is closing."""
+        taken: list[Request] = []
+        if wait:
+            first = self._queue.get()
+            if first is None:
+                return None
+            taken.append(first)
+            deadline = time.monotonic() + 0.005  # let requests sent together batch together
+            while len(taken) < room:
+                try:
+                    request = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if request is None:
+                    return self._refuse(taken)
+                taken.append(request)
+        while len(taken) < room:
+            try:
+                request = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if request is None:
+                return self._refuse(taken)
+            taken.append(request)
+        return taken
+
+    def _refuse(self, requests: list[Request]) -> None:
+        error = GenerationError("this local model's engine was closed")
+        for r in requests:
+            r.loop.call_soon_threadsafe(_set_exception, r.future, error)
+        return None
+
+    def _finish(self, r: Request) -> None:
+        result = Generation(r.text, r.finish_reason, len(r.prompt_ids), len(r.generated))
+        r.loop.call_soon_threadsafe(_set_result, r.future, result)
+
+    def _accept(self, r: Request, token: int) -> None:
+        if token in self.stop_ids:
+            r.finish_reason = "stop"
+            return
+        r.generated.append(token)
+        text = self.tokenizer.decode(r.generated, skip_special_tokens=True)
+        for stop in r.stop:
+            at = text.find(stop)
+            if at != -1:
+                text, r.finish_reason = text[:at], "stop"
+                break
+        if r.finish_reason is None and len(r.generated) >= r.max_tokens:
+            r.finish_reason = "length"
+        if r.on_text is not None and len(text) > len(r.text) and text.startswith(r.text):
+            r.loop.call_soon_threadsafe(r.on_text, text[len(r.text) :])
+        r.text = text
+
+
+class Engine(BatchingEngine):
+    """The reference engine: a transformers model (fp32 on the CPU, bf16 on CUDA) and the
+    thread that serves batched generation requests."""
+
+    engine = "transformers"
+
+    def __init__(self, name: str, adapters: tuple[str, ...] = (), max_batch: int = 16):
+        import torch
+
+        self.torch = torch
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        started = time.perf_counter()
+        dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
+        model, self.tokenizer = load_model(name, dtype)
+        if adapters:  # a trained checkpoint: its LoRA lineage, merged for full speed
+            model = apply_adapters(model, [Path(a) for a in adapters])
+        self.model = model.to(self.device).eval()
+        self.load_seconds = time.perf_counter() - started
+        self.context = int(getattr(self.model.config, "max_position_embeddings", 2048))
+        self.max_batch = max_batch
+        self.stop_ids = self._special_stop_ids(self.model.config.eos_token_id)
+        self.pad_id = self.tokenizer.pad_token_id
+        if self.pad_id is None:
+            self.pad_id = next(iter(self.stop_ids))
+        self._start_serving()
+
     # -- the generation thread ------------------------------------------------------------
     #
     # Continuous batching: the running batch is one set of tensors (KV cache, attention mask,
@@ -156,6 +243,9 @@ class Engine:
         while True:
             room = self.max_batch - (len(state.rows) if state else 0)
             arrived = self._take(room, wait=state is None)
+            if arrived is None:  # closing: fail what is still being decoded
+                self._refuse(state.rows if state else [])
+                return
             try:
                 with self.torch.inference_mode():
                     if arrived:
@@ -167,23 +257,6 @@ class Engine:
                 for r in (state.rows if state else []) + arrived:
                     r.loop.call_soon_threadsafe(_set_exception, r.future, e)
                 state = None
-
-    def _take(self, room: int, wait: bool) -> list[Request]:
-        taken: list[Request] = []
-        if wait:
-            taken.append(self._queue.get())
-            deadline = time.monotonic() + 0.005  # let requests sent together batch together
-            while len(taken) < room:
-                try:
-                    taken.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
-                except queue.Empty:
-                    break
-        while len(taken) < room:
-            try:
-                taken.append(self._queue.get_nowait())
-            except queue.Empty:
-                break
-        return taken
 
     def _prefill(self, requests: list[Request]) -> _Batch:
         torch = self.torch
@@ -218,8 +291,7 @@ class Engine:
                 continue
             self._accept(r, token)
             if r.finish_reason is not None:
-                result = Generation(r.text, r.finish_reason, len(r.prompt_ids), len(r.generated))
-                r.loop.call_soon_threadsafe(_set_result, r.future, result)
+                self._finish(r)
         keep = [i for i, r in enumerate(state.rows) if r.finish_reason is None]
         if not keep:
             return None
@@ -256,23 +328,6 @@ class Engine:
             keep = sorted_probs.cumsum(-1) - sorted_probs < r.top_p  # always keeps the top token
             probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_probs[keep])
         return int(torch.multinomial(probs, 1, generator=r.generator))
-
-    def _accept(self, r: Request, token: int) -> None:
-        if token in self.stop_ids:
-            r.finish_reason = "stop"
-            return
-        r.generated.append(token)
-        text = self.tokenizer.decode(r.generated, skip_special_tokens=True)
-        for stop in r.stop:
-            at = text.find(stop)
-            if at != -1:
-                text, r.finish_reason = text[:at], "stop"
-                break
-        if r.finish_reason is None and len(r.generated) >= r.max_tokens:
-            r.finish_reason = "length"
-        if r.on_text is not None and len(text) > len(r.text) and text.startswith(r.text):
-            r.loop.call_soon_threadsafe(r.on_text, text[len(r.text) :])
-        r.text = text
 
 
 @dataclass
@@ -332,29 +387,85 @@ def _set_exception(future: asyncio.Future, error: BaseException) -> None:
         future.set_exception(error)
 
 
-_ENGINES: dict[tuple[str, str | None, tuple[str, ...]], Engine] = {}
+ENGINES = ("llama.cpp", "transformers")
+_ENGINES: dict[tuple[str, str | None, tuple[str, ...], str], BatchingEngine] = {}
 _ENGINES_LOCK = threading.Lock()
 
 
-def get_engine(name: str, adapters: tuple[str, ...] = ()) -> Engine:
+def default_engine(name: str) -> str:
+    """The engine ``local:NAME`` gets when it names none: ``WORKBENCH_LOCAL_ENGINE`` if set;
+    else llama.cpp for a GGUF model on a machine without CUDA where llama-cpp-python is
+    installed (several times faster on a CPU: benchmarks/README.md); else transformers."""
+    chosen = os.environ.get("WORKBENCH_LOCAL_ENGINE")
+    if chosen:
+        return _check_engine(chosen, "WORKBENCH_LOCAL_ENGINE")
+    import importlib.util
+
+    from workbench.models.hf import cuda_available
+
+    _, gguf = resolve_local(name)
+    if gguf is None or cuda_available() or importlib.util.find_spec("llama_cpp") is None:
+        return "transformers"
+    return "llama.cpp"
+
+
+def _check_engine(engine: str, where: str) -> str:
+    if engine not in ENGINES:
+        raise WorkbenchError(f"{where}: unknown engine '{engine}': use {' or '.join(ENGINES)}")
+    return engine
+
+
+def split_name(name: str) -> tuple[str, str | None]:
+    """``smollm2-135m?engine=transformers`` -> (``smollm2-135m``, ``transformers``)."""
+    base, _, query = name.partition("?")
+    engine = None
+    for pair in filter(None, query.split("&")):
+        key, _, value = pair.partition("=")
+        if key != "engine":
+            raise WorkbenchError(f"local:{name}: unknown option '{key}' (known: engine)")
+        engine = _check_engine(value, f"local:{name}")
+    return base, engine
+
+
+def get_engine(name: str, adapters: tuple[str, ...] = (), engine: str | None = None):
     """The engine for a local model (and adapter lineage), loaded once per process."""
     folder, gguf = resolve_local(name)  # a bad name fails here, with a clear message
-    key = (str(folder), gguf, adapters)
+    engine = engine or default_engine(name)
+    key = (str(folder), gguf, adapters, engine)
     with _ENGINES_LOCK:
         if key not in _ENGINES:
             try:
-                _ENGINES[key] = Engine(name, adapters)
+                if engine == "llama.cpp":
+                    from workbench.models.llamacpp import LlamaCppEngine
+
+                    _ENGINES[key] = LlamaCppEngine(name, adapters)
+                else:
+                    _ENGINES[key] = Engine(name, adapters)
             except ImportError as e:
                 raise WorkbenchError(
-                    f"local models need torch and transformers ({e.name} is missing): "
+                    f"local models with the {engine} engine need {e.name}: "
                     "`pip install -e '.[local]'`"
                 ) from None
         return _ENGINES[key]
 
 
+def close_engines() -> None:
+    """Stop every engine's thread (at interpreter exit, before native code is torn down)."""
+    with _ENGINES_LOCK:
+        engines = list(_ENGINES.values())
+        _ENGINES.clear()
+    for engine in engines:
+        engine.close()
+
+
+atexit.register(close_engines)
+
+
 class LocalModel:
-    """``local:NAME``: a transformers model in this process, tools in the text format of
-    :mod:`workbench.models.toolcalls`. A trained fork is its base plus LoRA ``adapters``."""
+    """``local:NAME``: a model in this process, tools in the text format of
+    :mod:`workbench.models.toolcalls`. A trained fork is its base plus LoRA ``adapters``.
+    ``local:NAME?engine=transformers`` (or ``llama.cpp``) picks the engine; otherwise
+    :func:`default_engine` does."""
 
     def __init__(
         self,
@@ -362,21 +473,23 @@ class LocalModel:
         adapters: tuple[str, ...] = (),
         model_id: str | None = None,
         checkpoint: str | None = None,
+        engine: str | None = None,
     ):
-        self.name = name
+        self.name, named_engine = split_name(name)
+        self.engine_name = engine or named_engine
         self.adapters = adapters
         self.model_id = model_id or f"local:{name}"
         self.checkpoint = checkpoint
-        resolve_local(name)  # fail now, with a clear message, on a bad name
-        self._engine: Engine | None = None
+        resolve_local(self.name)  # fail now, with a clear message, on a bad name
+        self._engine: BatchingEngine | None = None
 
     def __repr__(self) -> str:
         return f"LocalModel({self.model_id!r}, checkpoint={self.checkpoint!r})"
 
     @property
-    def engine(self) -> Engine:
+    def engine(self) -> BatchingEngine:
         if self._engine is None:
-            self._engine = get_engine(self.name, self.adapters)
+            self._engine = get_engine(self.name, self.adapters, self.engine_name)
         return self._engine
 
     def encode(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> list[int]:

@@ -1,0 +1,373 @@
+"""The llama.cpp engine: ``local:`` GGUF models on the CPU at llama.cpp's speed.
+
+```python
+model = get_model("local:smollm2-135m")                     # llama.cpp where installed
+model = get_model("local:smollm2-135m?engine=transformers")  # the reference engine
+```
+
+The model is read as it is shipped (the bundled SmolLM2 is a 4-bit GGUF) and run by
+llama.cpp through ``llama-cpp-python``'s C API; the transformers engine de-quantises it to
+fp32 and reads four times the bytes per token. Everything around the model is the
+reference engine's: the Hugging Face tokenizer and chat template (the same prompt tokens),
+the queue, stop rules, sampling options and tool-call text format
+(:class:`~workbench.models.local.BatchingEngine`).
+
+Continuous batching: every request in flight is a llama.cpp sequence (one of ``max_batch``
+slots) in one shared KV cache. Between decoding steps, requests that arrived are prefilled
+and join the batch; a finished row leaves at once and its slot's cache is freed. A request
+is admitted only while the cache has room for its prompt and ``max_tokens``.
+
+A trained fork is served the same way: its LoRA lineage is merged into the base weights
+(as the reference engine does), written as a GGUF with the base's metadata and tokenizer,
+and quantised to the base's format, once per checkpoint (under ``.workbench/bases/``). So a
+fork runs as fast as its base.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from workbench.models.hf import (
+    apply_adapters,
+    base_copy,
+    load_model,
+    load_tokenizer,
+    resolve_local,
+)
+from workbench.models.local import BatchingEngine, GenerationError, Request
+
+KV_CELLS = 16384  # the shared cache: every sequence in flight, together (f16: ~380 MB here)
+PREFILL_TOKENS = 2048  # prompt tokens per llama_decode call
+FORK_QUANTISATION = "Q4_1"  # a fork's merged weights, as the bundled base is shipped
+
+
+@dataclass
+class _Row:
+    """One request being decoded: its llama.cpp sequence and where it stands."""
+
+    request: Request
+    slot: int
+    position: int = 0  # tokens in this sequence's cache
+    reserved: int = 0  # cache cells held for it (prompt + max_tokens)
+    logits: np.ndarray | None = None  # for its next token
+    last: int | None = None  # its last token, not yet in the cache
+
+
+_GGML_LOG_LEVEL_ERROR = 4  # ggml.h: enum ggml_log_level
+_BACKEND_READY = False
+_LOG_CALLBACK = None  # kept alive: llama.cpp calls it for as long as the process lives
+
+
+def _backend(llama_cpp) -> None:
+    """Initialise llama.cpp once, its log sent to nowhere but errors (to stderr)."""
+    global _BACKEND_READY, _LOG_CALLBACK
+    if _BACKEND_READY:
+        return
+    import sys
+
+    @llama_cpp.llama_log_callback
+    def log(level, text, _user_data):
+        if level == _GGML_LOG_LEVEL_ERROR:
+            sys.stderr.write(text.decode("utf-8", "replace"))
+
+    _LOG_CALLBACK = log
+    llama_cpp.llama_log_set(log, ctypes.c_void_p(0))
+    llama_cpp.llama_backend_init()
+    _BACKEND_READY = True
+
+
+class LlamaCppEngine(BatchingEngine):
+    """A GGUF model in llama.cpp and the thread that serves batched generation requests."""
+
+    engine = "llama.cpp"
+
+    def __init__(self, name: str, adapters: tuple[str, ...] = (), max_batch: int = 16):
+        import llama_cpp
+
+        self.L = llama_cpp
+        started = time.perf_counter()
+        folder, gguf = resolve_local(name)
+        if gguf is None:
+            raise GenerationError(
+                f"local:{name}: the llama.cpp engine serves GGUF models; this is a Hugging Face "
+                "folder: use local:NAME?engine=transformers"
+            )
+        self.tokenizer = load_tokenizer(name)
+        path = fork_gguf(name, adapters) if adapters else folder / gguf
+        _backend(llama_cpp)
+        self._model = llama_cpp.llama_model_load_from_file(
+            str(path).encode(), llama_cpp.llama_model_default_params()
+        )
+        if not self._model:
+            raise GenerationError(f"llama.cpp could not load {path}")
+        self.max_batch = max_batch
+        self.cells = KV_CELLS
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = self.cells
+        params.n_batch = PREFILL_TOKENS
+        params.n_seq_max = max_batch
+        params.kv_unified = True  # one cache for all sequences: a long prompt can use more
+        params.n_threads = params.n_threads_batch = os.cpu_count() or 1
+        self._ctx = llama_cpp.llama_init_from_model(self._model, params)
+        if not self._ctx:
+            llama_cpp.llama_model_free(self._model)
+            raise GenerationError("llama.cpp could not make a context for the model")
+        self._memory = llama_cpp.llama_get_memory(self._ctx)
+        self._batch = llama_cpp.llama_batch_init(PREFILL_TOKENS, 0, 1)
+        vocab = llama_cpp.llama_model_get_vocab(self._model)
+        self.n_vocab = llama_cpp.llama_vocab_n_tokens(vocab)
+        self.context = min(llama_cpp.llama_model_n_ctx_train(self._model), self.cells)
+        self.stop_ids = self._special_stop_ids(self.tokenizer.eos_token_id)
+        self.path = path
+        self.load_seconds = time.perf_counter() - started
+        self._start_serving()
+
+    def _release(self) -> None:
+        L = self.L
+        L.llama_batch_free(self._batch)
+        L.llama_free(self._ctx)
+        L.llama_model_free(self._model)
+
+    # -- the generation thread ------------------------------------------------------------
+
+    def _serve(self) -> None:
+        rows: dict[int, _Row] = {}
+        waiting: list[Request] = []  # taken, not yet admitted (no free slot or cache room)
+        while True:
+            room = self.max_batch - len(rows) - len(waiting)
+            arrived = self._take(max(room, 0), wait=not rows and not waiting)
+            if arrived is None:  # closing
+                self._refuse([row.request for row in rows.values()] + waiting)
+                return
+            waiting += arrived
+            try:
+                admitted = self._admit(waiting, rows)
+                if admitted:
+                    self.batch_sizes.append(len(rows))
+                    self._prefill(admitted)
+                for row in list(rows.values()):
+                    self._advance(row, rows)
+                if rows:
+                    self._decode_step(list(rows.values()))
+            except Exception as e:  # fail these requests, keep serving later ones
+                self._fail([row.request for row in rows.values()] + waiting, e)
+                rows.clear()
+                waiting.clear()
+                self.L.llama_memory_clear(self._memory, True)
+
+    def _fail(self, requests: list[Request], error: Exception) -> None:
+        from workbench.models.local import _set_exception
+
+        for r in requests:
+            r.loop.call_soon_threadsafe(_set_exception, r.future, error)
+
+    def _admit(self, waiting: list[Request], rows: dict[int, _Row]) -> list[_Row]:
+        """Give waiting requests a slot while there is one and the cache has room (in order:
+        a long request is not overtaken for ever by short ones)."""
+        used = sum(row.reserved for row in rows.values())
+        free = [slot for slot in range(self.max_batch) if slot not in rows]
+        admitted = []
+        while waiting and free:
+            r = waiting[0]
+            need = len(r.prompt_ids) + r.max_tokens
+            if used + need > self.cells and (rows or admitted):
+                break
+            waiting.pop(0)
+            if r.future.cancelled():
+                continue
+            row = _Row(r, free.pop(0), reserved=need)
+            r.generator = self._generator(r)
+            rows[row.slot] = row
+            admitted.append(row)
+            used += need
+        return admitted
+
+    def _prefill(self, admitted: list[_Row]) -> None:
+        """Run the new rows' prompts through the model, their last tokens' logits kept."""
+        chunk: list[tuple[_Row, int, int, bool]] = []  # row, token, position, logits?
+        for row in admitted:
+            ids = row.request.prompt_ids
+            for i, token in enumerate(ids):
+                chunk.append((row, token, i, i == len(ids) - 1))
+                if len(chunk) == PREFILL_TOKENS:
+                    self._decode(chunk)
+                    chunk = []
+            row.position = len(ids)
+        if chunk:
+            self._decode(chunk)
+
+    def _advance(self, row: _Row, rows: dict[int, _Row]) -> None:
+        """Pick the row's next token; a finished (or abandoned) row leaves the batch."""
+        r = row.request
+        if r.future.cancelled():  # its caller went away (a client hung up): drop the row
+            r.finish_reason = "cancelled"
+        else:
+            token = self._pick(row.logits, r)
+            self._accept(r, token)
+            row.last = token
+        if r.finish_reason is not None:
+            if r.finish_reason != "cancelled":
+                self._finish(r)
+            del rows[row.slot]
+            self.L.llama_memory_seq_rm(self._memory, row.slot, -1, -1)
+
+    def _decode_step(self, rows: list[_Row]) -> None:
+        self._decode([(row, row.last, row.position, True) for row in rows])
+        for row in rows:
+            row.position += 1
+
+    def _decode(self, entries: list[tuple[_Row, int, int, bool]]) -> None:
+        """One llama_decode call; rows whose entry asked for logits get them."""
+        L, batch = self.L, self._batch
+        for i, (row, token, position, logits) in enumerate(entries):
+            batch.token[i] = token
+            batch.pos[i] = position
+            batch.n_seq_id[i] = 1
+            batch.seq_id[i][0] = row.slot
+            batch.logits[i] = logits
+        batch.n_tokens = len(entries)
+        status = L.llama_decode(self._ctx, batch)
+        if status != 0:
+            raise GenerationError(f"llama.cpp could not decode a batch (status {status})")
+        for i, (row, _, _, logits) in enumerate(entries):
+            if logits:
+                pointer = L.llama_get_logits_ith(self._ctx, i)
+                row.logits = np.ctypeslib.as_array(pointer, shape=(self.n_vocab,)).copy()
+
+    def _generator(self, r: Request):
+        if r.temperature == 0:
+            return None
+        seed = r.seed if r.seed is not None else int.from_bytes(os.urandom(4), "big")
+        return np.random.default_rng(seed)
+
+    def _pick(self, logits: np.ndarray, r: Request) -> int:
+        if r.temperature == 0:
+            return int(np.argmax(logits))
+        z = logits.astype(np.float64) / r.temperature
+        probs = np.exp(z - z.max())
+        probs /= probs.sum()
+        if r.top_p < 1.0:
+            order = np.argsort(-probs)
+            sorted_probs = probs[order]
+            keep = np.cumsum(sorted_probs) - sorted_probs < r.top_p  # keeps the top token
+            probs = np.zeros_like(probs)
+            probs[order[keep]] = sorted_probs[keep]
+            probs /= probs.sum()
+        return int(r.generator.choice(len(probs), p=probs))
+
+
+# -- trained forks ----------------------------------------------------------------------------
+
+
+def fork_gguf(name: str, adapters: tuple[str, ...]) -> Path:
+    """A GGUF of the base ``name`` with a LoRA lineage merged in, quantised like the base;
+    made once per lineage and kept under ``.workbench/bases/``."""
+    folder, gguf = resolve_local(name)
+    digest = hashlib.sha256()
+    for adapter in adapters:
+        for file in sorted(Path(adapter).glob("*")):
+            if file.is_file():
+                digest.update(
+                    f"{file.resolve()}:{file.stat().st_size}:{file.stat().st_mtime_ns}".encode()
+                )
+    copy = base_copy(name)
+    target = (
+        copy.with_name(f"{copy.name}.forks") / f"{digest.hexdigest()[:20]}.{FORK_QUANTISATION}.gguf"
+    )
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    model, _ = load_model(name)
+    model = apply_adapters(model, [Path(a) for a in adapters])
+    weights = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
+    del model
+    full = target.with_name(f"{target.name}.f32-{os.getpid()}")
+    partial = target.with_name(f"{target.name}.partial-{os.getpid()}")
+    try:
+        write_gguf_like(folder / gguf, weights, full)
+        quantize(full, partial, FORK_QUANTISATION)
+        os.replace(partial, target)  # whole or not at all
+    finally:
+        for leftover in (full, partial):
+            leftover.unlink(missing_ok=True)
+    return target
+
+
+def _permute(weights: np.ndarray, heads: int) -> np.ndarray:
+    """Hugging Face's rotary layout of a query/key projection to llama.cpp's (the inverse of
+    what transformers undoes when it reads a GGUF)."""
+    return (
+        weights.reshape(heads, 2, weights.shape[0] // heads // 2, *weights.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(weights.shape)
+    )
+
+
+def write_gguf_like(base: Path, weights: dict[str, np.ndarray], out: Path) -> None:
+    """Write ``weights`` (Hugging Face names, fp32) as an fp32 GGUF with every key of the
+    GGUF ``base`` (architecture, tokenizer, chat template) and its tensors' names."""
+    import gguf
+
+    reader = gguf.GGUFReader(base)
+    arch = reader.fields["general.architecture"].contents()
+    if arch != "llama":
+        raise GenerationError(
+            f"serving a trained fork with llama.cpp supports llama-architecture bases; "
+            f"{base.name} is '{arch}': use ?engine=transformers"
+        )
+    heads = int(reader.fields[f"{arch}.attention.head_count"].contents())
+    kv_heads = int(reader.fields[f"{arch}.attention.head_count_kv"].contents())
+    blocks = int(reader.fields[f"{arch}.block_count"].contents())
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, blocks)
+    ours: dict[str, str] = {}
+    for hf_name in weights:
+        gguf_name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
+        if gguf_name is not None:
+            ours.setdefault(gguf_name, hf_name)
+    writer = gguf.GGUFWriter(out, arch)
+    for key, field in reader.fields.items():
+        if key.startswith("GGUF.") or key in ("general.architecture", "general.file_type"):
+            continue
+        vtype = field.types[0]
+        sub_type = field.types[-1] if vtype == gguf.GGUFValueType.ARRAY else None
+        writer.add_key_value(key, field.contents(), vtype, sub_type=sub_type)
+    writer.add_file_type(gguf.LlamaFileType.ALL_F32)
+    for tensor in reader.tensors:
+        hf_name = ours.get(tensor.name)
+        if hf_name is None:
+            raise GenerationError(f"no trained weights for {tensor.name} of {base.name}")
+        array = weights[hf_name]
+        if tensor.name.endswith("attn_q.weight"):
+            array = _permute(array, heads)
+        elif tensor.name.endswith("attn_k.weight"):
+            array = _permute(array, kv_heads)
+        writer.add_tensor(tensor.name, np.ascontiguousarray(array, dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def quantize(source: Path, target: Path, kind: str) -> None:
+    """llama.cpp's own quantiser: ``kind`` is a llama.cpp file type (``Q4_1``, ``Q8_0`` ...)."""
+    import llama_cpp
+
+    _backend(llama_cpp)
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{kind}")
+    params.nthread = os.cpu_count() or 1
+    status = llama_cpp.llama_model_quantize(
+        str(source).encode(), str(target).encode(), ctypes.byref(params)
+    )
+    if status != 0:
+        raise GenerationError(f"llama.cpp could not quantise {source.name} to {kind}")
+
+
+__all__ = ["FORK_QUANTISATION", "LlamaCppEngine", "fork_gguf", "quantize", "write_gguf_like"]
