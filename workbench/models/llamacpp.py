@@ -161,12 +161,6 @@ class LlamaCppEngine(BatchingEngine):
                 waiting.clear()
                 self.L.llama_memory_clear(self._memory, True)
 
-    def _fail(self, requests: list[Request], error: Exception) -> None:
-        from workbench.models.local import _set_exception
-
-        for r in requests:
-            r.loop.call_soon_threadsafe(_set_exception, r.future, error)
-
     def _admit(self, waiting: list[Request], rows: dict[int, _Row]) -> list[_Row]:
         """Give waiting requests a slot while there is one and the cache has room (in order:
         a long request is not overtaken for ever by short ones)."""

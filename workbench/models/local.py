@@ -178,10 +178,12 @@ class BatchingEngine:
         return taken
 
     def _refuse(self, requests: list[Request]) -> None:
-        error = GenerationError("this local model's engine was closed")
+        self._fail(requests, GenerationError("this local model's engine was closed"))
+
+    def _fail(self, requests: list[Request], error: BaseException) -> None:
+        """Each request's caller gets ``error`` (on its own event loop)."""
         for r in requests:
             r.loop.call_soon_threadsafe(_set_exception, r.future, error)
-        return None
 
     def _finish(self, r: Request) -> None:
         result = Generation(r.text, r.finish_reason, len(r.prompt_ids), len(r.generated))
@@ -254,8 +256,7 @@ class Engine(BatchingEngine):
                         state = fresh if state is None else state.merge(fresh, self.torch)
                     state = self._step(state)
             except Exception as e:  # fail these requests, keep serving later ones
-                for r in (state.rows if state else []) + arrived:
-                    r.loop.call_soon_threadsafe(_set_exception, r.future, e)
+                self._fail((state.rows if state else []) + arrived, e)
                 state = None
 
     def _prefill(self, requests: list[Request]) -> _Batch:
