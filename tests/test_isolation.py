@@ -187,3 +187,16 @@ async def test_an_environments_own_fork_hooks_run_in_every_run():
         workbench.Taskset("reconnect", [env("ping")]), "scripted:expert", group_size=6
     )
     assert success(job) == {"scripted:expert": 1.0}
+
+
+async def test_a_scenarios_cleanup_runs_in_every_run_before_the_job_ends(tmp_path):
+    """Code a scenario runs after its reward (a `finally` block) runs in each run's process,
+    and the job waits for it: nothing is cut off when the job's processes are ended."""
+    env = hud_env("tidy")
+    out = tmp_path / "cleaned"
+    out.mkdir()
+    tasks = workbench.Taskset("tidy", [env("tidy", out=str(out), n=n) for n in range(8)])
+    job = await workbench.evaluate(tasks, "scripted:expert", max_concurrent=8)
+    assert success(job) == {"scripted:expert": 1.0}
+    cleaned = sorted(p.name.split("-")[0] for p in out.iterdir())
+    assert cleaned == [str(n) for n in range(8)]

@@ -18,7 +18,8 @@ for the price of a ``fork()`` rather than a Python start:
   what a run changes dies with its process. The run process also gets a private working
   directory (a new temporary directory), so files one run writes are not seen by another;
 - this process drives the run over a socket pair (one JSON line per request and reply):
-  ``start`` (the prompt and tools), ``call`` (a tool), ``grade`` (the reward), ``close``.
+  ``start`` (the prompt and tools), ``call`` (a tool), ``grade`` (the reward); hanging up
+  ends the run (the run process runs its scenario's cleanup, then exits).
 
 What a run costs is mostly the kernel's: the fork, the pages a run writes (each is copied
 from the snapshot: CPython writes to every object it touches, if only its reference count),
@@ -46,6 +47,7 @@ from __future__ import annotations
 import _signal
 import _socket
 import asyncio
+import collections
 import contextlib
 import contextvars
 import gc
@@ -66,6 +68,7 @@ from workbench.tasks import Task
 
 FORK_AVAILABLE = hasattr(os, "fork") and hasattr(socket, "send_fds")
 _LINE_LIMIT = 256 * 1024 * 1024  # one JSON line: a prompt or tool result can be large
+_CLOSE_SECONDS = 5.0  # a run's cleanup (its scenario's code after the reward) at most
 
 
 class RunProcessDied(WorkbenchError):
@@ -137,6 +140,7 @@ def _fork_server_main(control: socket.socket, env_ref: str, *, forked: bool) -> 
             continue
         if not message or message == b"Q":  # parent gone, or the job is over
             if message == b"Q":
+                _wait_for_runs(_CLOSE_SECONDS + 1)  # their cleanup after the job hung up
                 with contextlib.suppress(BaseException):
                     loop.run_until_complete(env.run_shutdown())
             import shutil
@@ -151,6 +155,19 @@ def _fork_server_main(control: socket.socket, env_ref: str, *, forked: bool) -> 
             control.close()
             _run_process_main(fds[0], env, loop, base)  # never returns
         os.close(fds[0])
+
+
+def _wait_for_runs(seconds: float) -> None:
+    """Until no run process is left (they are reaped by the kernel: SIGCHLD is ignored)."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG)
+        except ChildProcessError:
+            return  # none left
+        time.sleep(0.005)
 
 
 class _RunForker:
@@ -245,11 +262,11 @@ def _rehearse(loop: asyncio.AbstractEventLoop, runs: int = 3) -> None:
         {"op": "start", "task": task},
         {"op": "call", "name": "echo", "arguments": {"text": "hi"}},
         {"op": "grade", "answer": "hi"},
-        {"op": "close"},
     ]
     for _ in range(runs):
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         ours.sendall(b"".join(json.dumps(r).encode() + b"\n" for r in requests))
+        ours.shutdown(socket.SHUT_WR)  # then the job hangs up, as a job ends a run
         _serve_run(theirs.fileno(), env, loop)
         theirs.close()
         ours.close()
@@ -327,7 +344,7 @@ class _Lines:
 
 
 def _serve_run(fd: int, env: Any, loop: asyncio.AbstractEventLoop) -> None:
-    """Answer the job's requests for one run, one JSON line each, until ``close`` or EOF.
+    """Answer the job's requests for one run, one JSON line each, until the job hangs up.
 
     The whole conversation is one task on the loop (each request waits in a blocking read,
     as nothing else on this loop may run between requests): one task per run, not one per
@@ -341,8 +358,12 @@ async def _answer(lines: _Lines, env: Any) -> None:
     episode = None
     while True:
         line = lines.read()
-        if not line:
-            return  # the job hung up
+        if not line:  # the job hung up: the run is over; its scenario's cleanup runs here
+            if episode is not None:
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(_CLOSE_SECONDS):
+                        await episode.close()
+            return
         request = json.loads(line)
         op = request["op"]
         try:
@@ -359,11 +380,6 @@ async def _answer(lines: _Lines, env: Any) -> None:
             elif op == "grade":
                 reward, info = await episode.grade(request["answer"])
                 result = {"reward": reward, "info": info}
-            elif op == "close":
-                if episode is not None:
-                    await episode.close()
-                lines.write({"result": None})
-                return
             else:
                 raise ScenarioError(f"unknown request {op!r}")
             reply = {"result": result}
@@ -531,6 +547,92 @@ if FORK_AVAILABLE:
     atexit.register(_PROCESS_SERVERS.close)
 
 
+class _RunChannel:
+    """This process's end of a run's socket: JSON lines written and read on the event loop.
+
+    A reader callback and a future per reply, on the raw descriptor: an asyncio stream
+    (transport, protocol, reader and writer objects per run) costs a good part of a run's
+    CPU in this process at hundreds of runs a second."""
+
+    def __init__(self, sock: socket.socket):
+        self._loop = asyncio.get_running_loop()
+        self._sock = sock
+        self._fd = sock.fileno()
+        sock.setblocking(False)
+        self._buffer = bytearray()
+        self._searched = 0
+        self._lines: collections.deque[bytes] = collections.deque()
+        self._eof = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._loop.add_reader(self._fd, self._readable)
+
+    def _readable(self) -> None:
+        try:
+            data = os.read(self._fd, 1 << 16)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:  # reset by a dying run process: as good as the end
+            data = b""
+        if data:
+            self._take(data)
+        else:
+            self._eof = True
+            self._loop.remove_reader(self._fd)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done() and (self._lines or self._eof):
+            waiter.set_result(None)
+
+    def _take(self, data: bytes) -> None:
+        buffer = self._buffer
+        buffer += data
+        start = 0
+        end = buffer.find(b"\n", self._searched)
+        while end >= 0:
+            self._lines.append(bytes(buffer[start : end + 1]))
+            start = end + 1
+            end = buffer.find(b"\n", start)
+        if start:
+            del buffer[:start]
+        self._searched = len(buffer)
+        if len(buffer) > _LINE_LIMIT:  # a run process gone wrong: treated as ended
+            buffer.clear()
+            self._eof = True
+            self._loop.remove_reader(self._fd)
+
+    async def readline(self) -> bytes:
+        """The next line; ``b""`` once the run process has hung up."""
+        while not self._lines:
+            if self._eof:
+                return b""
+            self._waiter = self._loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._lines.popleft()
+
+    async def write(self, data: bytes) -> None:
+        """Send all of ``data``; a run process that has gone away is found by the reply."""
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(self._fd, view) :]
+            except (BlockingIOError, InterruptedError):
+                writable = self._loop.create_future()
+                self._loop.add_writer(self._fd, writable.set_result, None)
+                try:
+                    await writable
+                finally:
+                    self._loop.remove_writer(self._fd)
+            except OSError:  # EPIPE, ECONNRESET: the reply reads the end of the stream
+                return
+
+    def close(self) -> None:
+        if self._sock.fileno() >= 0:
+            self._loop.remove_reader(self._fd)
+            self._sock.close()
+
+
 class IsolatedEpisode:
     """One run of a task in its own forked process; the interface of ``Episode``."""
 
@@ -539,25 +641,22 @@ class IsolatedEpisode:
     def __init__(self, task: Task):
         self.task = task
         self.tool_schemas: list[dict[str, Any]] = []
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
+        self._channel: _RunChannel | None = None
         self._pidfd: int | None = None
         self._pid: int | None = None
-        self._clean = False
+        self._busy = False
         self._dead = False
 
     async def _request(self, op: str, **fields: Any) -> Any:
-        self._send(op, **fields)
-        await self._writer.drain()
+        if self._channel is None:
+            raise ScenarioError("the isolated run is not started")
+        self._busy = True  # until its reply: a run left here is killed by close()
+        await self._channel.write(json.dumps({"op": op, **fields}, default=str).encode() + b"\n")
         return await self._reply(op)
 
-    def _send(self, op: str, **fields: Any) -> None:
-        if self._writer is None:
-            raise ScenarioError("the isolated run is not started")
-        self._writer.write(json.dumps({"op": op, **fields}, default=str).encode() + b"\n")
-
     async def _reply(self, op: str) -> Any:
-        line = await self._reader.readline()
+        line = await self._channel.readline()
+        self._busy = False  # answered (or ended)
         if not line:
             self._dead = True  # its pid may be reused from now on: never signalled
             raise RunProcessDied(
@@ -572,14 +671,13 @@ class IsolatedEpisode:
 
     async def start(self) -> list[dict[str, Any]]:
         env_ref = self.task.env
-        sock = _servers().get(env_ref).spawn()
-        self._reader, self._writer = await asyncio.open_unix_connection(
-            sock=sock, limit=_LINE_LIMIT
-        )
+        self._channel = channel = _RunChannel(_servers().get(env_ref).spawn())
         # The request goes with the connection (one wake-up less per run); the run process
         # says hello (its pid) first, then answers it.
-        self._send("start", task=self.task.model_dump(mode="json"))
-        hello = await self._reader.readline()
+        start = {"op": "start", "task": self.task.model_dump(mode="json")}
+        self._busy = True
+        await channel.write(json.dumps(start, default=str).encode() + b"\n")
+        hello = await channel.readline()
         if not hello:
             self._dead = True
             raise RunProcessDied("the process of this run ended before it started")
@@ -605,26 +703,18 @@ class IsolatedEpisode:
         return float(graded["reward"]), graded["info"]
 
     async def close(self) -> None:
-        """End the run; a run process that does not end cleanly is killed."""
-        writer, self._writer = self._writer, None
-        if writer is None:
+        """End the run: hang up. The run process then runs its scenario's cleanup and exits
+        (within ``_CLOSE_SECONDS``; the job's end waits for it). One abandoned in the middle
+        of a request (a timeout, a cancel) is killed."""
+        channel, self._channel = self._channel, None
+        if channel is None:
             return
-        try:
-            self._writer = writer
-            async with asyncio.timeout(5):
-                await self._request("close")
-            self._clean = True
-        except BaseException:
+        channel.close()
+        if self._busy:
             self._kill()
-            raise
-        finally:
-            self._writer = None
-            writer.close()
-            if not self._clean:
-                self._kill()
-            if self._pidfd is not None:
-                os.close(self._pidfd)
-                self._pidfd = None
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
 
     def _kill(self) -> None:
         if self._pidfd is not None and not self._dead:
