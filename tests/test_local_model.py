@@ -192,6 +192,32 @@ def test_the_engine_is_chosen_by_the_model_id_or_the_environment(local, fast, mo
         get_model(f"{MODEL}?engine=vllm")
 
 
+async def test_llama_cpp_greedy_texts_do_not_depend_on_what_else_is_in_flight(fast):
+    """A temperature-0 evaluation gives the same texts at any concurrency: 16 prompts of
+    different lengths one at a time, all together, and arriving while others decode."""
+    from workbench.models.local import GenerationError
+
+    greedy = Sampling(temperature=0, max_tokens=48)
+    prompts = [
+        [{"role": "user", "content": f"What is {i} + {i + 2}?" + " Explain briefly." * (i % 4)}]
+        for i in range(16)
+    ]
+    one_by_one = [(await fast.complete(p, [], greedy, RunInfo())).message for p in prompts]
+    together = await asyncio.gather(*(fast.complete(p, [], greedy, RunInfo()) for p in prompts))
+    assert [c.message for c in together] == one_by_one
+    assert max(fast.engine.batch_sizes[-16:]) == 16
+
+    async def late(i: int):
+        await asyncio.sleep(0.05 * i)
+        return await fast.complete(prompts[i], [], greedy, RunInfo())
+
+    staggered = await asyncio.gather(*(late(i) for i in range(16)))
+    assert [c.message for c in staggered] == one_by_one
+    # Each request has a cache of its own, of a known size: a longer one is refused, clearly.
+    with pytest.raises(GenerationError, match="context window is 2048"):
+        await fast.complete(prompts[0], [], Sampling(temperature=0, max_tokens=4000), RunInfo())
+
+
 # The arithmetic prompts of benchmarks/local_inference.py: (a, b) of each question.
 SUMS = [(i + 7, 3 * i + 2) for i in range(1, 32, 2)]
 

@@ -12,9 +12,10 @@ the queue, stop rules, sampling options and tool-call text format
 (:class:`~workbench.models.local.BatchingEngine`).
 
 Continuous batching: every request in flight is a llama.cpp sequence (one of ``max_batch``
-slots) in one shared KV cache. Between decoding steps, requests that arrived are prefilled
-and join the batch; a finished row leaves at once and its slot's cache is freed. A request
-is admitted only while the cache has room for its prompt and ``max_tokens``.
+slots), each with a KV cache of its own (``SEQUENCE_CELLS`` tokens: prompt and completion).
+Between decoding steps, requests that arrived take a free slot, are prefilled (each prompt
+alone) and join the batch; a finished row leaves at once and its slot's cache is cleared.
+A greedy answer does not depend on what else is in flight (a test holds it to that).
 
 A trained fork is served the same way: its LoRA lineage is merged into the base weights
 (as the reference engine does), written as a GGUF with the base's metadata and tokenizer,
@@ -42,7 +43,11 @@ from workbench.models.hf import (
 )
 from workbench.models.local import BatchingEngine, GenerationError, Request
 
-KV_CELLS = 16384  # the shared cache: every sequence in flight, together (f16: ~380 MB here)
+# Each request in flight has a cache of its own (``kv_unified`` off), of this many tokens
+# (prompt and completion; f16: ~47 MB each for the bundled model). One cache shared by all
+# sequences lays a sequence's tokens out among the others', and attention then sums them in
+# an order that depends on what else is in flight: greedy texts changed with the batch.
+SEQUENCE_CELLS = 2048
 PREFILL_TOKENS = 2048  # prompt tokens per llama_decode call
 FORK_QUANTISATION = "Q4_1"  # a fork's merged weights, as the bundled base is shipped
 
@@ -54,7 +59,6 @@ class _Row:
     request: Request
     slot: int
     position: int = 0  # tokens in this sequence's cache
-    reserved: int = 0  # cache cells held for it (prompt + max_tokens)
     logits: np.ndarray | None = None  # for its next token
     last: int | None = None  # its last token, not yet in the cache
 
@@ -107,12 +111,11 @@ class LlamaCppEngine(BatchingEngine):
         if not self._model:
             raise GenerationError(f"llama.cpp could not load {path}")
         self.max_batch = max_batch
-        self.cells = KV_CELLS
         params = llama_cpp.llama_context_default_params()
-        params.n_ctx = self.cells
+        params.n_ctx = SEQUENCE_CELLS * max_batch
         params.n_batch = PREFILL_TOKENS
         params.n_seq_max = max_batch
-        params.kv_unified = True  # one cache for all sequences: a long prompt can use more
+        params.kv_unified = False  # a cache per sequence: see SEQUENCE_CELLS
         params.n_threads = params.n_threads_batch = os.cpu_count() or 1
         self._ctx = llama_cpp.llama_init_from_model(self._model, params)
         if not self._ctx:
@@ -122,7 +125,7 @@ class LlamaCppEngine(BatchingEngine):
         self._batch = llama_cpp.llama_batch_init(PREFILL_TOKENS, 0, 1)
         vocab = llama_cpp.llama_model_get_vocab(self._model)
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(vocab)
-        self.context = min(llama_cpp.llama_model_n_ctx_train(self._model), self.cells)
+        self.context = min(llama_cpp.llama_model_n_ctx_train(self._model), SEQUENCE_CELLS)
         self.stop_ids = self._special_stop_ids(self.tokenizer.eos_token_id)
         self.path = path
         self.load_seconds = time.perf_counter() - started
@@ -138,7 +141,7 @@ class LlamaCppEngine(BatchingEngine):
 
     def _serve(self) -> None:
         rows: dict[int, _Row] = {}
-        waiting: list[Request] = []  # taken, not yet admitted (no free slot or cache room)
+        waiting: list[Request] = []  # taken, not yet admitted (no free slot)
         while True:
             room = self.max_batch - len(rows) - len(waiting)
             arrived = self._take(max(room, 0), wait=not rows and not waiting)
@@ -162,24 +165,17 @@ class LlamaCppEngine(BatchingEngine):
                 self.L.llama_memory_clear(self._memory, True)
 
     def _admit(self, waiting: list[Request], rows: dict[int, _Row]) -> list[_Row]:
-        """Give waiting requests a slot while there is one and the cache has room (in order:
-        a long request is not overtaken for ever by short ones)."""
-        used = sum(row.reserved for row in rows.values())
+        """Give waiting requests a free slot (a sequence and its cache), in order."""
         free = [slot for slot in range(self.max_batch) if slot not in rows]
         admitted = []
         while waiting and free:
-            r = waiting[0]
-            need = len(r.prompt_ids) + r.max_tokens
-            if used + need > self.cells and (rows or admitted):
-                break
-            waiting.pop(0)
+            r = waiting.pop(0)
             if r.future.cancelled():
                 continue
-            row = _Row(r, free.pop(0), reserved=need)
+            row = _Row(r, free.pop(0))
             r.generator = self._generator(r)
             rows[row.slot] = row
             admitted.append(row)
-            used += need
         return admitted
 
     def _prefill(self, admitted: list[_Row]) -> None:
