@@ -396,8 +396,8 @@ _ENGINES_LOCK = threading.Lock()
 def default_engine(name: str) -> str:
     """The engine ``local:NAME`` gets when it names none: ``WORKBENCH_LOCAL_ENGINE`` if set,
     else transformers (the reference). llama.cpp is several times faster on a CPU but is not
-    yet the default: its greedy answers can change with what else is in the batch (issue 17
-    in the tracker), and a temperature-0 evaluation must not depend on concurrency."""
+    yet the default: the Loop demo has not been re-measured with its re-quantised forks
+    (issue 17 in the tracker)."""
     chosen = os.environ.get("WORKBENCH_LOCAL_ENGINE")
     if chosen:
         return _check_engine(chosen, "WORKBENCH_LOCAL_ENGINE")
