@@ -218,6 +218,31 @@ async def test_llama_cpp_greedy_texts_do_not_depend_on_what_else_is_in_flight(fa
         await fast.complete(prompts[0], [], Sampling(temperature=0, max_tokens=4000), RunInfo())
 
 
+async def test_llama_cpp_reuses_the_start_of_an_agents_last_prompt_and_answers_the_same(fast):
+    """An agent's next step begins with its last prompt: the engine does not compute that
+    start again, and the reply is the one an engine that never saw the first step gives."""
+    from workbench.models.llamacpp import LlamaCppEngine
+
+    greedy = Sampling(temperature=0, max_tokens=32)
+    first_step = [
+        {"role": "system", "content": "You are a careful calculator. " * 12},
+        {"role": "user", "content": "What is 12 + 30?"},
+    ]
+    first = await fast.complete(first_step, [], greedy, RunInfo())
+    next_step = first_step + [first.message, {"role": "user", "content": "And 12 + 31?"}]
+    ids = fast.encode(next_step, [])
+    before = fast.engine.reused_tokens
+    reply = await fast.engine.generate(ids, greedy)
+    assert fast.engine.reused_tokens - before >= len(fast.encode(first_step, [])) - 16
+
+    fresh = LlamaCppEngine("smollm2-135m", max_batch=1)
+    try:
+        assert (await fresh.generate(ids, greedy)).text == reply.text
+        assert fresh.reused_tokens == 0
+    finally:
+        fresh.close()
+
+
 # The arithmetic prompts of benchmarks/local_inference.py: (a, b) of each question.
 SUMS = [(i + 7, 3 * i + 2) for i in range(1, 32, 2)]
 

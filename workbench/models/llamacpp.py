@@ -48,7 +48,12 @@ from workbench.models.local import BatchingEngine, GenerationError, Request
 # sequences lays a sequence's tokens out among the others', and attention then sums them in
 # an order that depends on what else is in flight: greedy texts changed with the batch.
 SEQUENCE_CELLS = 2048
-PREFILL_TOKENS = 2048  # prompt tokens per llama_decode call
+# A prompt is prefilled in blocks of this many tokens, always from its start, and a new
+# request reuses the whole blocks of the last prompt its slot held that it begins with (an
+# agent's next step begins with its last prompt; prompts share a system prompt): what
+# reuse leaves to compute is computed in the same calls as without it, so a reply does not
+# depend on which slot a request got or what it held.
+PREFIX_BLOCK = 16
 FORK_QUANTISATION = "Q4_1"  # a fork's merged weights, as the bundled base is shipped
 
 
@@ -113,7 +118,7 @@ class LlamaCppEngine(BatchingEngine):
         self.max_batch = max_batch
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = SEQUENCE_CELLS * max_batch
-        params.n_batch = PREFILL_TOKENS
+        params.n_batch = max(PREFIX_BLOCK, max_batch)
         params.n_seq_max = max_batch
         params.kv_unified = False  # a cache per sequence: see SEQUENCE_CELLS
         params.n_threads = params.n_threads_batch = os.cpu_count() or 1
@@ -122,7 +127,9 @@ class LlamaCppEngine(BatchingEngine):
             llama_cpp.llama_model_free(self._model)
             raise GenerationError("llama.cpp could not make a context for the model")
         self._memory = llama_cpp.llama_get_memory(self._ctx)
-        self._batch = llama_cpp.llama_batch_init(PREFILL_TOKENS, 0, 1)
+        self._batch = llama_cpp.llama_batch_init(max(PREFIX_BLOCK, max_batch), 0, 1)
+        self._held: list[list[int]] = [[] for _ in range(max_batch)]  # prompt in each slot
+        self.reused_tokens = 0  # prompt tokens not prefilled again, since the engine started
         vocab = llama_cpp.llama_model_get_vocab(self._model)
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(vocab)
         self.context = min(llama_cpp.llama_model_n_ctx_train(self._model), SEQUENCE_CELLS)
@@ -163,29 +170,49 @@ class LlamaCppEngine(BatchingEngine):
                 rows.clear()
                 waiting.clear()
                 self.L.llama_memory_clear(self._memory, True)
+                self._held = [[] for _ in range(self.max_batch)]
 
     def _admit(self, waiting: list[Request], rows: dict[int, _Row]) -> list[_Row]:
-        """Give waiting requests a free slot (a sequence and its cache), in order."""
+        """Give waiting requests a free slot (a sequence and its cache), in order: the slot
+        holding the longest reusable start of its prompt, else one holding the least."""
         free = [slot for slot in range(self.max_batch) if slot not in rows]
         admitted = []
         while waiting and free:
             r = waiting.pop(0)
             if r.future.cancelled():
                 continue
-            row = _Row(r, free.pop(0))
+            slot = max(free, key=lambda s: (self._reusable(s, r.prompt_ids), -len(self._held[s])))
+            free.remove(slot)
+            row = _Row(r, slot)
             r.generator = self._generator(r)
             rows[row.slot] = row
             admitted.append(row)
         return admitted
 
+    def _reusable(self, slot: int, ids: list[int]) -> int:
+        """How many of ``ids`` the slot's cache already holds: whole blocks, and never the
+        last token (its logits are needed)."""
+        held = self._held[slot]
+        most = min(len(held), len(ids) - 1) // PREFIX_BLOCK * PREFIX_BLOCK
+        same = 0
+        while same < most and held[same : same + PREFIX_BLOCK] == ids[same : same + PREFIX_BLOCK]:
+            same += PREFIX_BLOCK
+        return same
+
     def _prefill(self, admitted: list[_Row]) -> None:
-        """Run each new row's prompt through the model, its last token's logits kept. One
-        prompt per call: several prompts in one call give (slightly) different numbers than
-        each alone, and a greedy answer must not depend on what else is in flight."""
+        """Run each new row's prompt through the model, its last token's logits kept: one
+        prompt per call, in blocks of ``PREFIX_BLOCK`` from its start, what its slot holds
+        of it reused. (Several prompts in one call, or one prompt cut elsewhere, could give
+        slightly different numbers, and a greedy answer must not depend on what else is or
+        was in flight.)"""
         for row in admitted:
             ids = row.request.prompt_ids
-            for start in range(0, len(ids), PREFILL_TOKENS):
-                piece = ids[start : start + PREFILL_TOKENS]
+            reused = self._reusable(row.slot, ids)
+            self._held[row.slot] = []
+            self.L.llama_memory_seq_rm(self._memory, row.slot, reused, -1)
+            self.reused_tokens += reused
+            for start in range(reused, len(ids), PREFIX_BLOCK):
+                piece = ids[start : start + PREFIX_BLOCK]
                 last = start + len(piece) == len(ids)
                 self._decode(
                     [
@@ -193,6 +220,7 @@ class LlamaCppEngine(BatchingEngine):
                         for i, token in enumerate(piece)
                     ]
                 )
+            self._held[row.slot] = list(ids)
             row.position = len(ids)
 
     def _advance(self, row: _Row, rows: dict[int, _Row]) -> None:
@@ -207,8 +235,7 @@ class LlamaCppEngine(BatchingEngine):
         if r.finish_reason is not None:
             if r.finish_reason != "cancelled":
                 self._finish(r)
-            del rows[row.slot]
-            self.L.llama_memory_seq_rm(self._memory, row.slot, -1, -1)
+            del rows[row.slot]  # its cache stays, for a next prompt that begins the same
 
     def _decode_step(self, rows: list[_Row]) -> None:
         self._decode([(row, row.last, row.position, True) for row in rows])
