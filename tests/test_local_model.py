@@ -4,6 +4,7 @@ Slow: loading the model takes ~20 s and generation runs on the CPU.
 """
 
 import asyncio
+from pathlib import Path
 
 import openai
 import pytest
@@ -278,8 +279,7 @@ async def test_llama_cpp_is_right_exactly_where_the_reference_engine_is(local, f
     assert right(quick)  # it does get some right: the comparison means something
 
 
-@pytest.fixture(scope="module")
-def secret_adapter(tmp_path_factory):
+def teach_the_secret(folder, lr: float, steps: int) -> str:
     """A LoRA adapter (the trainer's shape) taught one answer the base never gives."""
     import torch
     from peft import get_peft_model
@@ -295,16 +295,52 @@ def secret_adapter(tmp_path_factory):
     ids = tokenizer(full, return_tensors="pt", add_special_tokens=False)["input_ids"]
     labels = ids.clone()
     labels[:, : len(tokenizer(prompt, add_special_tokens=False)["input_ids"])] = -100
-    optimizer = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=2e-3)
+    optimizer = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=lr)
     peft_model.train()
-    for _ in range(40):
+    for _ in range(steps):
         loss = peft_model(input_ids=ids, labels=labels).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
-    folder = tmp_path_factory.mktemp("fork") / "adapter"
     peft_model.save_pretrained(folder)
     return str(folder)
+
+
+@pytest.fixture(scope="module")
+def secret_adapter(tmp_path_factory):
+    return teach_the_secret(tmp_path_factory.mktemp("fork") / "adapter", lr=2e-3, steps=40)
+
+
+def test_a_forks_served_weights_keep_what_training_changed(tmp_path):
+    """A few steps at the trainer's learning rate change weights by less than a 4-bit
+    rounding step: a fork re-quantised to 4 bits kept ~6% of its trained change (the Loop
+    demo's fork then scored as the base did). The served fork keeps it whole, plus rounding
+    noise that is not aligned with it."""
+    import gguf
+
+    from workbench.models.hf import apply_adapters, load_model
+    from workbench.models.llamacpp import fork_gguf
+
+    adapter = teach_the_secret(tmp_path / "adapter", lr=1e-3, steps=5)
+    base, _ = load_model("smollm2-135m")
+    names = {  # llama.cpp's names of some trained weights (q and k are stored permuted)
+        "model.layers.3.self_attn.v_proj.weight": "blk.3.attn_v.weight",
+        "model.layers.3.self_attn.o_proj.weight": "blk.3.attn_output.weight",
+        "model.layers.3.mlp.down_proj.weight": "blk.3.ffn_down.weight",
+        "model.layers.20.mlp.up_proj.weight": "blk.20.ffn_up.weight",
+    }
+    before = {n: base.state_dict()[n].float().numpy().copy() for n in names}
+    merged = apply_adapters(base, [Path(adapter)]).state_dict()
+    tensors = {t.name: t for t in gguf.GGUFReader(fork_gguf("smollm2-135m", (adapter,))).tensors}
+    kept = total = 0.0
+    for name, gguf_name in names.items():
+        change = merged[name].float().numpy() - before[name]
+        tensor = tensors[gguf_name]
+        served = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
+        kept += float(((served.reshape(change.shape) - before[name]) * change).sum())
+        total += float((change * change).sum())
+    assert total > 0
+    assert 0.8 < kept / total < 1.2, kept / total
 
 
 async def test_a_trained_fork_runs_on_llama_cpp_with_what_it_learned(fast, secret_adapter):

@@ -19,8 +19,8 @@ A greedy answer does not depend on what else is in flight (a test holds it to th
 
 A trained fork is served the same way: its LoRA lineage is merged into the base weights
 (as the reference engine does), written as a GGUF with the base's metadata and tokenizer,
-and quantised to the base's format, once per checkpoint (under ``.workbench/bases/``). So a
-fork runs as fast as its base.
+and quantised to 8 bits (``FORK_QUANTISATION``), once per checkpoint (under
+``.workbench/bases/``). A fork runs about as fast as its base.
 """
 
 from __future__ import annotations
@@ -54,7 +54,10 @@ SEQUENCE_CELLS = 2048
 # reuse leaves to compute is computed in the same calls as without it, so a reply does not
 # depend on which slot a request got or what it held.
 PREFIX_BLOCK = 16
-FORK_QUANTISATION = "Q4_1"  # a fork's merged weights, as the bundled base is shipped
+# A fork's merged weights, quantised to 8 bits: a 4-bit rounding step is coarser than much
+# of what LoRA training changes (the fork would lose part of what it learned), and on this
+# build 8-bit weights decode as fast as the shipped 4-bit ones (benchmarks/README.md).
+FORK_QUANTISATION = "Q8_0"
 
 
 @dataclass
