@@ -58,8 +58,16 @@ FEW_SHOT = [
 
 @pytest.fixture(scope="module")
 def local():
+    """The bundled model as a user gets it (on a CPU: the llama.cpp engine)."""
     model = get_model(MODEL)
     assert model.engine is not None  # load once for the module
+    return model
+
+
+@pytest.fixture(scope="module")
+def reference():
+    model = get_model(f"{MODEL}?engine=transformers")
+    assert model.engine is not None
     return model
 
 
@@ -70,13 +78,16 @@ def gateway(tmp_path_factory):
         yield url
 
 
-async def test_greedy_is_reproducible_and_batching_changes_nothing(local):
+async def test_greedy_is_reproducible_and_batching_changes_nothing(local, reference):
     greedy = Sampling(temperature=0, max_tokens=24)
     prompts = [[{"role": "user", "content": f"What is {i} + {i + 2}?"}] for i in range(6)]
-    one_by_one = [(await local.complete(p, [], greedy, RunInfo())).message for p in prompts]
-    together = await asyncio.gather(*(local.complete(p, [], greedy, RunInfo()) for p in prompts))
-    assert [c.message for c in together] == one_by_one
-    assert max(local.engine.batch_sizes[-3:]) > 1  # they really shared a batch
+    for model in (local, reference):
+        one_by_one = [(await model.complete(p, [], greedy, RunInfo())).message for p in prompts]
+        together = await asyncio.gather(
+            *(model.complete(p, [], greedy, RunInfo()) for p in prompts)
+        )
+        assert [c.message for c in together] == one_by_one, model.engine.engine
+        assert max(model.engine.batch_sizes[-3:]) > 1  # they really shared a batch
 
 
 async def test_sampling_follows_the_openai_parameters(local):
@@ -180,15 +191,19 @@ def fast():
     return model
 
 
-def test_the_engine_is_chosen_by_the_model_id_or_the_environment(local, fast, monkeypatch):
+def test_the_engine_is_chosen_by_the_model_id_or_the_environment(
+    local, reference, fast, monkeypatch
+):
     from workbench.errors import WorkbenchError
     from workbench.models.local import LocalModel
 
-    assert local.engine.engine == "transformers"  # the reference, unless told otherwise
+    assert local.engine is fast.engine  # a GGUF on a CPU: llama.cpp, unless told otherwise
     assert fast.model_id == f"{MODEL}?engine=llama.cpp"
     assert fast.engine.engine == "llama.cpp"
-    monkeypatch.setenv("WORKBENCH_LOCAL_ENGINE", "llama.cpp")
-    assert LocalModel("smollm2-135m").engine is fast.engine
+    assert reference.model_id == f"{MODEL}?engine=transformers"
+    assert reference.engine.engine == "transformers"
+    monkeypatch.setenv("WORKBENCH_LOCAL_ENGINE", "transformers")
+    assert LocalModel("smollm2-135m").engine is reference.engine
     with pytest.raises(WorkbenchError, match="unknown engine 'vllm'"):
         get_model(f"{MODEL}?engine=vllm")
 
@@ -256,7 +271,7 @@ def answer(text: str | None) -> str | None:
     return found.group(1) if found else None
 
 
-async def test_llama_cpp_is_right_exactly_where_the_reference_engine_is(local, fast):
+async def test_llama_cpp_is_right_exactly_where_the_reference_engine_is(reference, fast):
     """Greedy, on the benchmark's arithmetic: the same questions answered right (and the
     same wrong ones). A 135M model guesses most sums; where both engines guess, the guessed
     numbers may differ (4-bit activations versus fp32: near-ties), so those are not compared."""
@@ -266,7 +281,7 @@ async def test_llama_cpp_is_right_exactly_where_the_reference_engine_is(local, f
         for a, b in SUMS
     ]
     quick = [await fast.complete(q, [], greedy, RunInfo()) for q in questions]
-    slow = [await local.complete(q, [], greedy, RunInfo()) for q in questions]
+    slow = [await reference.complete(q, [], greedy, RunInfo()) for q in questions]
 
     def right(completions) -> list[int]:
         return [

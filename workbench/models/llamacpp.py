@@ -1,7 +1,8 @@
 """The llama.cpp engine: ``local:`` GGUF models on the CPU at llama.cpp's speed.
 
 ```python
-model = get_model("local:smollm2-135m?engine=llama.cpp")  # or WORKBENCH_LOCAL_ENGINE=llama.cpp
+model = get_model("local:smollm2-135m")  # a GGUF, no CUDA GPU: this engine
+model = get_model("local:smollm2-135m?engine=transformers")  # the reference engine instead
 ```
 
 The model is read as it is shipped (the bundled SmolLM2 is a 4-bit GGUF) and run by

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import importlib.util
 import os
 import queue
 import threading
@@ -394,14 +395,25 @@ _ENGINES_LOCK = threading.Lock()
 
 
 def default_engine(name: str) -> str:
-    """The engine ``local:NAME`` gets when it names none: ``WORKBENCH_LOCAL_ENGINE`` if set,
-    else transformers (the reference). llama.cpp is several times faster on a CPU but is not
-    yet the default: the Loop demo has not been re-measured with its re-quantised forks
-    (issue 17 in the tracker)."""
+    """The engine ``local:NAME`` gets when it names none: ``WORKBENCH_LOCAL_ENGINE`` if set;
+    else llama.cpp for a GGUF model where there is no CUDA GPU and ``llama-cpp-python`` is
+    installed (several times faster on a CPU: benchmarks/README.md); else transformers (the
+    reference, and bf16 on a GPU)."""
     chosen = os.environ.get("WORKBENCH_LOCAL_ENGINE")
     if chosen:
         return _check_engine(chosen, "WORKBENCH_LOCAL_ENGINE")
+    _, gguf = resolve_local(name)
+    if gguf is not None and importlib.util.find_spec("llama_cpp") is not None and not _cuda():
+        return "llama.cpp"
     return "transformers"
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
 
 
 def _check_engine(engine: str, where: str) -> str:
