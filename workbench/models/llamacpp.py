@@ -15,8 +15,10 @@ the queue, stop rules, sampling options and tool-call text format
 Continuous batching: every request in flight is a llama.cpp sequence (one of ``max_batch``
 slots), each with a KV cache of its own (``SEQUENCE_CELLS`` tokens: prompt and completion).
 Between decoding steps, requests that arrived take a free slot, are prefilled (each prompt
-alone) and join the batch; a finished row leaves at once and its slot's cache is cleared.
-A greedy answer does not depend on what else is in flight (a test holds it to that).
+alone, in ``PREFIX_BLOCK`` blocks, the start its slot already holds reused) and join the
+batch; a finished row leaves at once, its slot keeping its prompt's cache for a next request
+that begins the same. A greedy answer does not depend on what else is or was in flight
+(tests hold it to that).
 
 A trained fork is served the same way: its LoRA lineage is merged into the base weights
 (as the reference engine does), written as a GGUF with the base's metadata and tokenizer,
