@@ -32,6 +32,7 @@ from workbench.models.hf import (  # noqa: F401 - BUNDLED, INSTALL_HINT, bundled
     INSTALL_HINT,
     apply_adapters,
     bundled_path,
+    cuda_available,
     load_model,
     resolve_local,
 )
@@ -403,17 +404,9 @@ def default_engine(name: str) -> str:
     if chosen:
         return _check_engine(chosen, "WORKBENCH_LOCAL_ENGINE")
     _, gguf = resolve_local(name)
-    if gguf is not None and importlib.util.find_spec("llama_cpp") is not None and not _cuda():
-        return "llama.cpp"
-    return "transformers"
-
-
-def _cuda() -> bool:
-    try:
-        import torch
-    except ImportError:
-        return False
-    return torch.cuda.is_available()
+    if gguf is None or cuda_available() or importlib.util.find_spec("llama_cpp") is None:
+        return "transformers"
+    return "llama.cpp"
 
 
 def _check_engine(engine: str, where: str) -> str:
