@@ -17,7 +17,8 @@ slots), each with a KV cache of its own (``SEQUENCE_CELLS`` tokens: prompt and c
 Between decoding steps, requests that arrived take a free slot, are prefilled (each prompt
 alone, in ``PREFIX_BLOCK`` blocks, the start its slot already holds reused) and join the
 batch; a finished row leaves at once, its slot keeping its prompt's cache for a next request
-that begins the same. A greedy answer does not depend on what else is or was in flight
+that begins the same. A decoding step is one pass over the model for all rows where it can
+be (see ``_decode_step``). A greedy answer does not depend on what else is or was in flight
 (tests hold it to that).
 
 A trained fork is served the same way: its LoRA lineage is merged into the base weights
@@ -57,6 +58,9 @@ SEQUENCE_CELLS = 2048
 # reuse leaves to compute is computed in the same calls as without it, so a reply does not
 # depend on which slot a request got or what it held.
 PREFIX_BLOCK = 16
+# Idle slots between decoding rows are given a token (see ``_decode_step``) when at most this
+# many lie together: a pass over the model costs about three rows' work here.
+GAP_FILL = 2
 # A fork's merged weights, quantised to 8 bits: a 4-bit rounding step is coarser than much
 # of what LoRA training changes (the fork would lose part of what it learned), and on this
 # build 8-bit weights decode as fast as the shipped 4-bit ones (benchmarks/README.md).
@@ -72,6 +76,13 @@ class _Row:
     position: int = 0  # tokens in this sequence's cache
     logits: np.ndarray | None = None  # for its next token
     last: int | None = None  # its last token, not yet in the cache
+
+
+@dataclass
+class _Idle:
+    """An idle slot given a token in a decoding step (see ``_decode_step``)."""
+
+    slot: int
 
 
 _GGML_LOG_LEVEL_ERROR = 4  # ggml.h: enum ggml_log_level
@@ -244,7 +255,29 @@ class LlamaCppEngine(BatchingEngine):
             del rows[row.slot]  # its cache stays, for a next prompt that begins the same
 
     def _decode_step(self, rows: list[_Row]) -> None:
-        self._decode([(row, row.last, row.position, True) for row in rows])
+        """One token of every row. llama.cpp computes sequences that have caches of their own
+        in runs of consecutive ids, one pass over the model per run: the rows go in slot
+        order, and an idle slot in a short gap between rows (``GAP_FILL``) gets a token of
+        its own, removed again after, so that the rows either side share a pass."""
+        by_slot = {row.slot: row for row in rows}
+        entries: list[tuple[_Row | _Idle, int, int, bool]] = []
+        padding = []
+        previous = None
+        for slot in sorted(by_slot):
+            gap = range(previous + 1, slot) if previous is not None else range(0)
+            if 0 < len(gap) <= GAP_FILL:
+                for idle in gap:
+                    end = self.L.llama_memory_seq_pos_max(self._memory, idle) + 1
+                    if end >= SEQUENCE_CELLS:  # no room: the run is split there
+                        continue
+                    entries.append((_Idle(idle), 0, end, False))
+                    padding.append((idle, end))
+            row = by_slot[slot]
+            entries.append((row, row.last, row.position, True))
+            previous = slot
+        self._decode(entries)
+        for idle, end in padding:
+            self.L.llama_memory_seq_rm(self._memory, idle, end, -1)
         for row in rows:
             row.position += 1
 
