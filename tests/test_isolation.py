@@ -129,6 +129,20 @@ async def test_a_run_process_that_dies_or_hangs_is_an_error_or_a_timeout_and_non
     assert left == [], f"processes outlived the job: {left}"
 
 
+async def test_a_reply_over_the_line_limit_is_an_error_that_says_so(monkeypatch):
+    from workbench.runtimes import isolated
+
+    monkeypatch.setattr(isolated, "_LINE_LIMIT", 1 << 20)  # this side's limit: 1 MB
+    env = hud_env("crashy")
+    tasks = workbench.Taskset("floods", [env("use", tool=t) for t in ("flood", "fine")])
+    job = await workbench.evaluate(tasks, "scripted:obedient", timeout=20)
+    df = job.traces_df().set_index("task")
+    assert df.loc["use-flood", "stop_reason"] == "error"
+    message = df.loc["use-flood", "error_message"]
+    assert "longer than 1048576 bytes" in message and "'call'" in message, message
+    assert df.loc["use-fine", "stop_reason"] == "done"
+
+
 def _parent(pid: int) -> int:
     try:
         return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])

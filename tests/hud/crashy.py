@@ -1,4 +1,4 @@
-"""Tools that end their process in every way a run can die: exit, kill, hang."""
+"""Tools that end their process in every way a run can die: exit, kill, hang, flood."""
 
 import os
 import signal
@@ -26,6 +26,12 @@ def spin() -> str:
     """Never return (and never yield to the event loop)."""
     while True:
         pass
+
+
+@env.tool()
+def flood() -> str:
+    """A result of 3 MB."""
+    return "x" * (3 << 20)
 
 
 @env.tool()

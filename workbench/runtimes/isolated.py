@@ -563,6 +563,7 @@ class _RunChannel:
         self._searched = 0
         self._lines: collections.deque[bytes] = collections.deque()
         self._eof = False
+        self.overlong = False  # the run process sent a line over the limit (then: ended)
         self._waiter: asyncio.Future[None] | None = None
         self._loop.add_reader(self._fd, self._readable)
 
@@ -596,6 +597,7 @@ class _RunChannel:
         self._searched = len(buffer)
         if len(buffer) > _LINE_LIMIT:  # a run process gone wrong: treated as ended
             buffer.clear()
+            self.overlong = True
             self._eof = True
             self._loop.remove_reader(self._fd)
 
@@ -656,6 +658,13 @@ class IsolatedEpisode:
 
     async def _reply(self, op: str) -> Any:
         line = await self._channel.readline()
+        if not line and self._channel.overlong:
+            self._kill()  # alive, and still writing its reply
+            self._busy = False
+            raise RunProcessDied(
+                f"the reply of this run's process to '{op}' is longer than {_LINE_LIMIT} bytes "
+                "(a prompt, tool result or reward info that large?): the run was ended"
+            )
         self._busy = False  # answered (or ended)
         if not line:
             self._dead = True  # its pid may be reused from now on: never signalled
