@@ -259,6 +259,36 @@ async def test_llama_cpp_reuses_the_start_of_an_agents_last_prompt_and_answers_t
         fresh.close()
 
 
+async def test_llama_cpp_requests_sharing_a_system_prompt_compute_it_once(fast):
+    """Sixteen runs of a taskset start together with the same long system prompt: the first
+    computes it, the others take it from that slot's cache, and answer as if they had not."""
+    from workbench.models.llamacpp import LlamaCppEngine
+
+    greedy = Sampling(temperature=0, max_tokens=24)
+    system = {"role": "system", "content": "You are a careful calculator. Show no work. " * 8}
+    conversations = [
+        [system, {"role": "user", "content": f"What is {a} + {b}?"}] for a, b in SUMS[:4]
+    ]
+    ids = [fast.encode(c, []) for c in conversations]
+    shared = len(fast.encode([system], [])) // 16 * 16
+    engine = LlamaCppEngine("smollm2-135m", max_batch=4)
+    try:
+        together = await asyncio.gather(*(engine.generate(i, greedy) for i in ids))
+        assert engine.copied_prompts == 3
+        assert engine.reused_tokens >= 3 * (shared - 16)
+    finally:
+        engine.close()
+    alone = []
+    for i in ids:  # each in an engine that never saw another prompt
+        fresh = LlamaCppEngine("smollm2-135m", max_batch=1)
+        try:
+            alone.append((await fresh.generate(i, greedy)).text)
+            assert fresh.reused_tokens == 0
+        finally:
+            fresh.close()
+    assert [r.text for r in together] == alone
+
+
 # The arithmetic prompts of benchmarks/local_inference.py: (a, b) of each question.
 SUMS = [(i + 7, 3 * i + 2) for i in range(1, 32, 2)]
 
