@@ -260,8 +260,8 @@ async def test_llama_cpp_reuses_the_start_of_an_agents_last_prompt_and_answers_t
 
 
 async def test_llama_cpp_requests_sharing_a_system_prompt_compute_it_once(fast):
-    """Sixteen runs of a taskset start together with the same long system prompt: the first
-    computes it, the others take it from that slot's cache, and answer as if they had not."""
+    """Runs of a taskset start together with the same long system prompt: the first computes
+    it, the others take it from that slot's cache, and answer as if they had not."""
     from workbench.models.llamacpp import LlamaCppEngine
 
     greedy = Sampling(temperature=0, max_tokens=24)
@@ -287,6 +287,51 @@ async def test_llama_cpp_requests_sharing_a_system_prompt_compute_it_once(fast):
         finally:
             fresh.close()
     assert [r.text for r in together] == alone
+
+
+async def test_llama_cpp_decodes_the_rows_in_flight_together_and_a_gap_leaves_no_trace(fast):
+    """llama.cpp makes one pass over the model per run of neighbouring slots: a step's rows
+    go in slot order, a one-slot gap left by a finished request is filled for the step, and
+    the filler is gone from that slot's cache after it."""
+    from workbench.models.llamacpp import LlamaCppEngine
+
+    engine = LlamaCppEngine("smollm2-135m", max_batch=4)
+    steps: list[list[int]] = []
+    idle_end: dict[str, int] = {}
+    decode = engine._decode
+
+    def recording(entries):
+        slots = [entry[0].slot for entry in entries]
+        if len(set(slots)) > 1:  # a decoding step (a prefill call is one prompt's)
+            steps.append(slots)
+            filler = [e for e in entries if e[0].slot == 1 and not e[3]]
+            if filler and "after finishing" not in idle_end:
+                idle_end["after finishing"] = engine.L.llama_memory_seq_pos_max(engine._memory, 1)
+        decode(entries)
+
+    engine._decode = recording
+    try:
+        ids = [
+            fast.encode([{"role": "user", "content": text}], [])
+            for text in ("Write two sentences about the sea.", "Say hi.", "Write a poem.")
+        ]
+        budgets = [24, 2, 24]  # slots 0, 1, 2; the middle request leaves a gap early
+        await asyncio.gather(
+            *(
+                engine.generate(i, Sampling(temperature=0, max_tokens=n))
+                for i, n in zip(ids, budgets, strict=True)
+            )
+        )
+        end = engine.L.llama_memory_seq_pos_max(engine._memory, 1)
+        # The last prompts again, last first: each goes back to its slot (2, then 0), so
+        # the rows arrive out of slot order.
+        greedy = Sampling(temperature=0, max_tokens=8)
+        await asyncio.gather(engine.generate(ids[2], greedy), engine.generate(ids[0], greedy))
+    finally:
+        engine.close()
+    assert steps and all(s == list(range(s[0], s[-1] + 1)) for s in steps), steps
+    assert "after finishing" in idle_end, steps  # the gap was there, and filled
+    assert end == idle_end["after finishing"]  # and what filled it was removed
 
 
 # The arithmetic prompts of benchmarks/local_inference.py: (a, b) of each question.

@@ -15,11 +15,11 @@ the queue, stop rules, sampling options and tool-call text format
 Continuous batching: every request in flight is a llama.cpp sequence (one of ``max_batch``
 slots), each with a KV cache of its own (``SEQUENCE_CELLS`` tokens: prompt and completion).
 Between decoding steps, requests that arrived take a free slot, are prefilled (each prompt
-alone, in ``PREFIX_BLOCK`` blocks, the start its slot already holds reused) and join the
-batch; a finished row leaves at once, its slot keeping its prompt's cache for a next request
-that begins the same. A decoding step is one pass over the model for all rows where it can
-be (see ``_decode_step``). A greedy answer does not depend on what else is or was in flight
-(tests hold it to that).
+alone, in ``PREFIX_BLOCK`` blocks, the start its slot already holds reused, or copied from
+another slot that holds more of it) and join the batch; a finished row leaves at once, its
+slot keeping its prompt's cache for a next request that begins the same. A decoding step is
+one pass over the model for all rows where it can be (see ``_decode_step``). A greedy answer
+does not depend on what else is or was in flight (tests hold it to that).
 
 A trained fork is served the same way: its LoRA lineage is merged into the base weights
 (as the reference engine does), written as a GGUF with the base's metadata and tokenizer,
@@ -76,6 +76,12 @@ class _Row:
     position: int = 0  # tokens in this sequence's cache
     logits: np.ndarray | None = None  # for its next token
     last: int | None = None  # its last token, not yet in the cache
+
+
+def _attention_width(cells: int) -> int:
+    """How many cache cells llama.cpp attends over for a sequence using ``cells`` of them
+    (rounded up to 256, ``get_n_kv``)."""
+    return -(-cells // 256) * 256
 
 
 @dataclass
@@ -144,6 +150,11 @@ class LlamaCppEngine(BatchingEngine):
             llama_cpp.llama_model_free(self._model)
             raise GenerationError("llama.cpp could not make a context for the model")
         self._memory = llama_cpp.llama_get_memory(self._ctx)
+        # A recurrent model's state cannot lose its last tokens: no reuse, copies or padding.
+        self._partial_removal = not (
+            llama_cpp.llama_model_is_recurrent(self._model)
+            or llama_cpp.llama_model_is_hybrid(self._model)
+        )
         self._batch = llama_cpp.llama_batch_init(max(PREFIX_BLOCK, max_batch), 0, 1)
         self._held: list[list[int]] = [[] for _ in range(max_batch)]  # prompt in each slot
         self.reused_tokens = 0  # prompt tokens not prefilled again, since the engine started
@@ -210,6 +221,8 @@ class LlamaCppEngine(BatchingEngine):
     def _reusable(self, slot: int, ids: list[int]) -> int:
         """How many of ``ids`` the slot's cache already holds: whole blocks, and never the
         last token (its logits are needed)."""
+        if not self._partial_removal:
+            return 0
         held = self._held[slot]
         most = min(len(held), len(ids) - 1) // PREFIX_BLOCK * PREFIX_BLOCK
         same = 0
@@ -220,9 +233,10 @@ class LlamaCppEngine(BatchingEngine):
     def _prefill(self, admitted: list[_Row]) -> None:
         """Run each new row's prompt through the model, its last token's logits kept: one
         prompt per call, in blocks of ``PREFIX_BLOCK`` from its start, what its slot holds
-        of it reused (or what another slot holds, when that is more: its cache is copied). (Several prompts in one call, or one prompt cut elsewhere, could give
-        slightly different numbers, and a greedy answer must not depend on what else is or
-        was in flight.)"""
+        of it reused (or what another slot holds, when that is more: that cache is copied).
+        (Several prompts in one call, or one prompt cut elsewhere, could give slightly
+        different numbers, and a greedy answer must not depend on what else is or was in
+        flight.)"""
         for row in admitted:
             ids = row.request.prompt_ids
             reused = self._reusable(row.slot, ids)
@@ -273,14 +287,17 @@ class LlamaCppEngine(BatchingEngine):
         by_slot = {row.slot: row for row in rows}
         entries: list[tuple[_Row | _Idle, int, int, bool]] = []
         padding = []
+        # A pass attends over the longest cache among its sequences: an idle slot holding
+        # more than the rows would widen every row's attention, and is left out.
+        width = max(_attention_width(row.position + 1) for row in rows)
         previous = None
         for slot in sorted(by_slot):
             gap = range(previous + 1, slot) if previous is not None else range(0)
-            if 0 < len(gap) <= GAP_FILL:
+            if self._partial_removal and 0 < len(gap) <= GAP_FILL:
                 for idle in gap:
                     end = self.L.llama_memory_seq_pos_max(self._memory, idle) + 1
-                    if end >= SEQUENCE_CELLS:  # no room: the run is split there
-                        continue
+                    if end >= SEQUENCE_CELLS or _attention_width(end + 1) > width:
+                        continue  # the run is split there
                     entries.append((_Idle(idle), 0, end, False))
                     padding.append((idle, end))
             row = by_slot[slot]
