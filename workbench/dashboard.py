@@ -19,7 +19,9 @@ NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "dashboard.ipy
 
 
 # Each page load starts a kernel (about 270 MB) that outlives the page: a kernel that no page
-# is connected to and that has run nothing for this long is shut down.
+# is connected to and that has run nothing for this long is shut down. It must be longer
+# than a kernel takes to start and run the notebook: Voila culls a pool kernel still starting
+# (its pool only protects the started ones), and the page given it never draws.
 CULL_IDLE_SECONDS = 120.0
 CULL_EVERY_SECONDS = 30.0
 
