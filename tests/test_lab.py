@@ -99,6 +99,9 @@ def test_the_leaderboard_charts_have_their_data_after_a_reload_in_jupyterlab(lab
             page.set_default_timeout(PATIENCE)
             page.goto(f"{lab}lab/tree/board.ipynb?reset", timeout=4 * PATIENCE)
             page.wait_for_selector(".jp-Notebook .jp-Cell")
+            # Run only once the kernel is connected and idle (the status bar says so): "Run
+            # All Cells" clicked while it was still connecting ran nothing.
+            page.get_by_text("| Idle").first.wait_for()
             page.get_by_role("menuitem", name="Run", exact=True).click()
             page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
             ran = chart(page, ".wb-bars")
