@@ -658,14 +658,13 @@ class IsolatedEpisode:
 
     async def _reply(self, op: str) -> Any:
         line = await self._channel.readline()
+        self._busy = False  # answered (or ended)
         if not line and self._channel.overlong:
             self._kill()  # alive, and still writing its reply
-            self._busy = False
             raise RunProcessDied(
                 f"the reply of this run's process to '{op}' is longer than {_LINE_LIMIT} bytes "
                 "(a prompt, tool result or reward info that large?): the run was ended"
             )
-        self._busy = False  # answered (or ended)
         if not line:
             self._dead = True  # its pid may be reused from now on: never signalled
             raise RunProcessDied(
