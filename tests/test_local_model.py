@@ -334,6 +334,60 @@ async def test_llama_cpp_decodes_the_rows_in_flight_together_and_a_gap_leaves_no
     assert end == idle_end["after finishing"]  # and what filled it was removed
 
 
+def test_llama_cpp_gives_a_sequence_the_same_logits_alone_or_in_a_batch():
+    """Sequences decoding together go through llama.cpp's batched matrix products (built by
+    `make`: a tiled 4-bit kernel, patches/llama.cpp); one alone, through its one-column
+    product. A row's logits must be the same bits either way, or what a request answers
+    would depend on what else is in flight."""
+    import llama_cpp as L
+    import numpy as np
+
+    from workbench.models.hf import resolve_local
+    from workbench.models.llamacpp import _backend
+
+    folder, gguf = resolve_local("smollm2-135m")
+    _backend(L)
+    model = L.llama_model_load_from_file(
+        str(folder / gguf).encode(), L.llama_model_default_params()
+    )
+    rows = 5  # tiles of two columns, and one column left over
+    params = L.llama_context_default_params()
+    params.n_ctx, params.n_batch, params.n_seq_max = 256 * rows, 64, rows
+    params.kv_unified = False  # as the engine runs it: a cache per sequence
+    ctx = L.llama_init_from_model(model, params)
+    batch = L.llama_batch_init(64, 0, 1)
+    n_vocab = L.llama_vocab_n_tokens(L.llama_model_get_vocab(model))
+
+    def decode(entries: list[tuple[int, int, int]]) -> list[np.ndarray]:
+        """(sequence, token, position) entries in one call: the logits of each."""
+        for i, (seq, token, position) in enumerate(entries):
+            batch.token[i], batch.pos[i], batch.n_seq_id[i] = token, position, 1
+            batch.seq_id[i][0], batch.logits[i] = seq, True
+        batch.n_tokens = len(entries)
+        assert L.llama_decode(ctx, batch) == 0
+        return [
+            np.ctypeslib.as_array(L.llama_get_logits_ith(ctx, i), shape=(n_vocab,)).copy()
+            for i in range(len(entries))
+        ]
+
+    try:
+        prompts = [[1 + 97 * s + 13 * i for i in range(20 + 3 * s)] for s in range(rows)]
+        for seq, ids in enumerate(prompts):
+            decode([(seq, token, position) for position, token in enumerate(ids)])
+        step = [(seq, 500 + seq, len(ids)) for seq, ids in enumerate(prompts)]
+        together = decode(step)
+        alone = []
+        for seq, token, position in step:
+            L.llama_memory_seq_rm(L.llama_get_memory(ctx), seq, position, -1)
+            alone.append(decode([(seq, token, position)])[0])
+    finally:
+        L.llama_batch_free(batch)
+        L.llama_free(ctx)
+        L.llama_model_free(model)
+    for seq in range(rows):
+        assert np.array_equal(together[seq], alone[seq]), seq
+
+
 # The arithmetic prompts of benchmarks/local_inference.py: (a, b) of each question.
 SUMS = [(i + 7, 3 * i + 2) for i in range(1, 32, 2)]
 
