@@ -66,4 +66,4 @@ format: $(VENV)/.installed
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .workbench .pytest_cache
+	rm -rf $(VENV) .workbench .pytest_cache build
