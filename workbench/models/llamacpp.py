@@ -14,12 +14,13 @@ the queue, stop rules, sampling options and tool-call text format
 
 Continuous batching: every request in flight is a llama.cpp sequence (one of ``max_batch``
 slots), each with a KV cache of its own (``SEQUENCE_CELLS`` tokens: prompt and completion).
-Between decoding steps, requests that arrived take a free slot, are prefilled (each prompt
-alone, in ``PREFIX_BLOCK`` blocks, the start its slot already holds reused, or copied from
-another slot that holds more of it) and join the batch; a finished row leaves at once, its
-slot keeping its prompt's cache for a next request that begins the same. A decoding step is
-one pass over the model for all rows where it can be (see ``_decode_step``). A greedy answer
-does not depend on what else is or was in flight (tests hold it to that).
+Between decoding steps, requests that arrived take a free slot, are prefilled (together, in
+one call; the start of a prompt that its slot already holds is reused, or copied from another
+slot that holds more of it) and join the batch; a finished row leaves at once, its slot
+keeping the cache of its prompt and answer for a next request that begins the same (an
+agent's next step). A decoding step is one pass over the model for all rows where it can be
+(see ``_decode_step``). A greedy answer does not depend on what else is or was in flight
+(tests hold it to that).
 
 A trained fork is served the same way: its LoRA lineage is merged into the base weights
 (as the reference engine does), written as a GGUF with the base's metadata and tokenizer,
@@ -33,6 +34,7 @@ import ctypes
 import hashlib
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,12 +54,22 @@ from workbench.models.local import BatchingEngine, GenerationError, Request
 # sequences lays a sequence's tokens out among the others', and attention then sums them in
 # an order that depends on what else is in flight: greedy texts changed with the batch.
 SEQUENCE_CELLS = 2048
-# A prompt is prefilled in blocks of this many tokens, always from its start, and a new
-# request reuses the whole blocks of the last prompt its slot held that it begins with (an
-# agent's next step begins with its last prompt; prompts share a system prompt): what
-# reuse leaves to compute is computed in the same calls as without it, so a reply does not
-# depend on which slot a request got or what it held.
-PREFIX_BLOCK = 16
+# A pass over the model computes each token's numbers the same whatever else is in it and
+# however a prompt is cut (the Makefile's Q4_1 kernel and llamafile's 8-bit one sum a row's
+# terms in one order; attention goes row by row; tests/test_local_model.py holds it to that).
+# So the prompts of requests that arrive together are prefilled in one call (up to this many
+# tokens), and a new request reuses every token of its prompt's start that a slot's cache
+# holds (an agent's next step begins with its last prompt; runs share a system prompt).
+PREFILL_BATCH = 512
+# Without those patches (llama-cpp-python installed from PyPI), each prompt is prefilled alone
+# in calls of this many tokens from its start (under the 64 that take another attention path)
+# and reused in whole such blocks; long conversations may still answer differently alone.
+UNPATCHED_BLOCK = 16
+# A request copies another slot's cache when that holds at least this many more tokens of its
+# prompt's start than its own slot (a copy costs about what a few tokens cost to compute),
+# and waits for the next prefill call (one more pass) when a prompt in this one shares that
+# many more: it copies them after.
+SHARE_AFTER = 8
 # Idle slots between decoding rows are given a token (see ``_decode_step``) when at most this
 # many lie together: a pass over the model costs about three rows' work here.
 GAP_FILL = 2
@@ -78,6 +90,21 @@ class _Row:
     last: int | None = None  # its last token, not yet in the cache
 
 
+def _common_start(a: list[int], b: list[int], most: int) -> int:
+    """How many tokens ``a`` and ``b`` begin with alike, at most ``most`` (slices compare in
+    C: a bisection, for prompts of thousands of tokens and 16 slots to look at)."""
+    low, high = 0, max(min(len(a), len(b), most), 0)
+    if a[:high] == b[:high]:
+        return high
+    while high - low > 1:  # a[:low] == b[:low], a[:high] != b[:high]
+        middle = (low + high) // 2
+        if a[:middle] == b[:middle]:
+            low = middle
+        else:
+            high = middle
+    return low
+
+
 def _attention_width(cells: int) -> int:
     """How many cache cells llama.cpp attends over for a sequence using ``cells`` of them
     (rounded up to 256, ``get_n_kv``)."""
@@ -94,6 +121,26 @@ class _Idle:
 _GGML_LOG_LEVEL_ERROR = 4  # ggml.h: enum ggml_log_level
 _BACKEND_READY = False
 _LOG_CALLBACK = None  # kept alive: llama.cpp calls it for as long as the process lives
+
+
+def _patched(llama_cpp) -> bool:
+    """Whether this llama.cpp build has the workbench's patches (``make`` builds it so)."""
+    for library in sorted((Path(llama_cpp.__file__).parent / "lib").glob("*ggml-cpu*")):
+        try:
+            if hasattr(ctypes.CDLL(str(library)), "workbench_llama_patches"):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def _warn_unpatched() -> None:
+    warnings.warn(
+        "this llama.cpp build lacks the workbench's patches (patches/llama.cpp; `make` builds "
+        "them): prompts prefill in small blocks, batches decode more slowly, and a greedy "
+        "answer to a conversation past 256 tokens can depend on what else is in flight",
+        stacklevel=3,
+    )
 
 
 def _backend(llama_cpp) -> None:
@@ -133,6 +180,10 @@ class LlamaCppEngine(BatchingEngine):
         self.tokenizer = load_tokenizer(name)
         path = fork_gguf(name, adapters) if adapters else folder / gguf
         _backend(llama_cpp)
+        # Prompt tokens per prefill call, and the unit of reuse (see PREFILL_BATCH)
+        self._block = 1 if _patched(llama_cpp) else UNPATCHED_BLOCK
+        if self._block > 1:
+            _warn_unpatched()
         self._model = llama_cpp.llama_model_load_from_file(
             str(path).encode(), llama_cpp.llama_model_default_params()
         )
@@ -141,7 +192,7 @@ class LlamaCppEngine(BatchingEngine):
         self.max_batch = max_batch
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = SEQUENCE_CELLS * max_batch
-        params.n_batch = max(PREFIX_BLOCK, max_batch)
+        params.n_batch = params.n_ubatch = max(PREFILL_BATCH, max_batch)
         params.n_seq_max = max_batch
         params.kv_unified = False  # a cache per sequence: see SEQUENCE_CELLS
         params.n_threads = params.n_threads_batch = os.cpu_count() or 1
@@ -155,8 +206,8 @@ class LlamaCppEngine(BatchingEngine):
             llama_cpp.llama_model_is_recurrent(self._model)
             or llama_cpp.llama_model_is_hybrid(self._model)
         )
-        self._batch = llama_cpp.llama_batch_init(max(PREFIX_BLOCK, max_batch), 0, 1)
-        self._held: list[list[int]] = [[] for _ in range(max_batch)]  # prompt in each slot
+        self._batch = llama_cpp.llama_batch_init(params.n_batch, 0, 1)
+        self._held: list[list[int]] = [[] for _ in range(max_batch)]  # each cache's tokens
         self.reused_tokens = 0  # prompt tokens not prefilled again, since the engine started
         self.copied_prompts = 0  # of them, prompts whose start came from another slot's cache
         vocab = llama_cpp.llama_model_get_vocab(self._model)
@@ -219,49 +270,64 @@ class LlamaCppEngine(BatchingEngine):
         return admitted
 
     def _reusable(self, slot: int, ids: list[int]) -> int:
-        """How many of ``ids`` the slot's cache already holds: whole blocks, and never the
-        last token (its logits are needed)."""
+        """How many of ``ids`` the slot's cache already holds from its start, never the last
+        token (its logits are needed)."""
         if not self._partial_removal:
             return 0
-        held = self._held[slot]
-        most = min(len(held), len(ids) - 1) // PREFIX_BLOCK * PREFIX_BLOCK
-        same = 0
-        while same < most and held[same : same + PREFIX_BLOCK] == ids[same : same + PREFIX_BLOCK]:
-            same += PREFIX_BLOCK
-        return same
+        same = _common_start(self._held[slot], ids, len(ids) - 1)
+        return same // self._block * self._block
 
     def _prefill(self, admitted: list[_Row]) -> None:
-        """Run each new row's prompt through the model, its last token's logits kept: one
-        prompt per call, in blocks of ``PREFIX_BLOCK`` from its start, what its slot holds
-        of it reused (or what another slot holds, when that is more: that cache is copied).
-        (Several prompts in one call, or one prompt cut elsewhere, could give slightly
-        different numbers, and a greedy answer must not depend on what else is or was in
-        flight.)"""
-        for row in admitted:
-            ids = row.request.prompt_ids
-            reusable = [self._reusable(slot, ids) for slot in range(self.max_batch)]
-            reused = reusable[row.slot]
-            donor = max(range(self.max_batch), key=reusable.__getitem__)
-            if reusable[donor] > reused:  # another slot holds more (a shared system prompt)
-                # Its whole cache is copied (llama.cpp copies between sequences' own caches
-                # only whole: ~47 MB here, a few ms, against ~20 ms a block to compute).
-                self.L.llama_memory_seq_cp(self._memory, donor, row.slot, -1, -1)
-                self.copied_prompts += 1
-                reused = reusable[donor]
-            self._held[row.slot] = []
-            self.L.llama_memory_seq_rm(self._memory, row.slot, reused, -1)
-            self.reused_tokens += reused
-            for start in range(reused, len(ids), PREFIX_BLOCK):
-                piece = ids[start : start + PREFIX_BLOCK]
-                last = start + len(piece) == len(ids)
-                self._decode(
-                    [
-                        (row, token, start + i, last and i == len(piece) - 1)
-                        for i, token in enumerate(piece)
-                    ]
+        """Run the new rows' prompts through the model, each last token's logits kept: in one
+        call, what a slot holds of each reused (its own slot's cache, or another's that holds
+        more: that cache is copied). A prompt that shares more of its start with another in
+        the call than any cache holds waits for a second call, and copies it from there."""
+        pending = admitted
+        while pending:
+            computing = {row.slot for row in pending}  # caches about to change
+            now: list[tuple[_Row, int, int]] = []  # row, donor slot, tokens reused
+            later = []
+            for row in pending:
+                ids = row.request.prompt_ids
+                donor, reused = row.slot, self._reusable(row.slot, ids)
+                for slot in range(self.max_batch):
+                    if slot not in computing and self._reusable(slot, ids) >= reused + SHARE_AFTER:
+                        donor, reused = slot, self._reusable(slot, ids)
+                shared = max(
+                    (_common_start(o.request.prompt_ids, ids, len(ids) - 1) for o, _, _ in now),
+                    default=0,
                 )
-            self._held[row.slot] = list(ids)
-            row.position = len(ids)
+                shared = shared // self._block * self._block
+                if self._partial_removal and shared >= reused + SHARE_AFTER:
+                    later.append(row)
+                else:
+                    now.append((row, donor, reused))
+            calls: list[list] = [[]]
+            for row, donor, reused in now:
+                ids = row.request.prompt_ids
+                if donor != row.slot:
+                    # llama.cpp copies between sequences' own caches only whole: ~47 MB
+                    # here, a few ms, against ~1-2 ms a token to compute
+                    self.L.llama_memory_seq_cp(self._memory, donor, row.slot, -1, -1)
+                    self.copied_prompts += 1
+                self._held[row.slot] = []
+                self.L.llama_memory_seq_rm(self._memory, row.slot, reused, -1)
+                self.reused_tokens += reused
+                for i in range(reused, len(ids)):
+                    if len(calls[-1]) == PREFILL_BATCH or (
+                        self._block > 1 and i % self._block == 0
+                    ):
+                        calls.append([])
+                    calls[-1].append((row, ids[i], i, i == len(ids) - 1))
+                if self._block > 1:
+                    calls.append([])  # the next prompt alone
+            for entries in calls:
+                if entries:
+                    self._decode(entries)
+            for row, _, _ in now:
+                self._held[row.slot] = list(row.request.prompt_ids)
+                row.position = len(row.request.prompt_ids)
+            pending = later
 
     def _advance(self, row: _Row, rows: dict[int, _Row]) -> None:
         """Pick the row's next token; a finished (or abandoned) row leaves the batch."""
@@ -275,7 +341,10 @@ class LlamaCppEngine(BatchingEngine):
         if r.finish_reason is not None:
             if r.finish_reason != "cancelled":
                 self._finish(r)
-            del rows[row.slot]  # its cache stays, for a next prompt that begins the same
+            # Its cache stays, for a next prompt that begins the same (an agent's next step:
+            # this prompt, then this answer): the tokens at its positions so far.
+            self._held[row.slot] = (r.prompt_ids + r.generated)[: row.position]
+            del rows[row.slot]
 
     def _decode_step(self, rows: list[_Row]) -> None:
         """One token of every row. llama.cpp computes sequences that have caches of their own
