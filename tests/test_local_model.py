@@ -348,6 +348,44 @@ async def test_llama_cpp_decodes_the_rows_in_flight_together_and_a_gap_leaves_no
     assert end == idle_end["after finishing"]  # and what filled it was removed
 
 
+async def test_llama_cpp_moves_a_row_down_to_close_a_wide_gap_and_answers_the_same(fast):
+    """At a job's end no request comes to fill the slots that finished rows left: a gap
+    wider than GAP_FILL would cost a pass of its own every step, so the top row moves down
+    (its cache swapped with the free slot's). Its answer is the one it gets alone, every
+    step after is one pass, and every slot's cache is still somewhere."""
+    from workbench.models.llamacpp import GAP_FILL, LlamaCppEngine
+
+    texts = [f"Write a poem about the number {i}." for i in range(6)]
+    ids = [fast.encode([{"role": "user", "content": t}], []) for t in texts]
+    budgets = [40, 2, 2, 2, 2, 40]  # slots 0-5: a gap of four opens between 0 and 5
+    assert budgets.count(2) > GAP_FILL
+    engine = LlamaCppEngine("smollm2-135m", max_batch=6)
+    steps = []
+    decode_step = engine._decode_step
+    engine._decode_step = lambda rows: (
+        steps.append(sorted(r.slot for r in rows)),
+        decode_step(rows),
+    )
+    try:
+        replies = await asyncio.gather(
+            *(
+                engine.generate(i, Sampling(temperature=0, max_tokens=n))
+                for i, n in zip(ids, budgets, strict=True)
+            )
+        )
+        assert engine.moved_rows >= 1
+        held = list(engine._held)
+    finally:
+        engine.close()
+    assert steps[-1] == [0, 1], steps  # the row of slot 5 decoded in slot 1
+    assert all(s == list(range(s[0], s[-1] + 1)) for s in steps[-5:]), steps
+    for prompt in ids:  # no slot's cache was lost in the swap
+        assert any(h[: len(prompt)] == prompt for h in held)
+    for prompt, n, reply in zip(ids, budgets, replies, strict=True):
+        alone = await fast.engine.generate(prompt, Sampling(temperature=0, max_tokens=n))
+        assert reply.text == alone.text
+
+
 def test_the_llama_cpp_that_make_builds_has_the_workbench_patches(fast):
     """Without them the engine falls back to prefilling in small blocks, with a warning."""
     import llama_cpp
