@@ -400,7 +400,7 @@ class RawLlama:
     """The bundled GGUF in a llama.cpp context as the engine makes it (a cache per sequence),
     driven through the C API: what the engine's guarantees rest on."""
 
-    def __init__(self, sequences: int, cells: int = 1024, batch: int = 512):
+    def __init__(self, sequences: int, cells: int = 1024, batch: int = 512, path=None):
         import llama_cpp as L
 
         from workbench.models.hf import resolve_local
@@ -410,7 +410,7 @@ class RawLlama:
         _backend(L)
         self.L = L
         self.model = L.llama_model_load_from_file(
-            str(folder / gguf).encode(), L.llama_model_default_params()
+            str(path or folder / gguf).encode(), L.llama_model_default_params()
         )
         params = L.llama_context_default_params()
         params.n_ctx, params.n_seq_max = cells * sequences, sequences
@@ -459,15 +459,38 @@ def some_prompt(seed: int, length: int) -> list[int]:
     return [1 + (97 * seed + 13 * i) % 40000 for i in range(length)]
 
 
-def test_llama_cpp_gives_a_sequence_the_same_logits_alone_or_in_a_batch():
+@pytest.fixture(scope="module")
+def eight_bit(tmp_path_factory):
+    """The bundled model's weights at 8 bits (Q8_0), as a fork's are served."""
+    import ctypes
+
+    import llama_cpp as L
+
+    from workbench.models.hf import resolve_local
+    from workbench.models.llamacpp import _backend
+
+    folder, gguf = resolve_local("smollm2-135m")
+    target = tmp_path_factory.mktemp("q8") / "model.Q8_0.gguf"
+    _backend(L)
+    params = L.llama_model_quantize_default_params()
+    params.ftype, params.allow_requantize = L.LLAMA_FTYPE_MOSTLY_Q8_0, True
+    status = L.llama_model_quantize(
+        str(folder / gguf).encode(), str(target).encode(), ctypes.byref(params)
+    )
+    assert status == 0
+    return target
+
+
+@pytest.mark.parametrize("weights", ["shipped 4-bit", "8-bit"])
+def test_llama_cpp_gives_a_sequence_the_same_logits_alone_or_in_a_batch(weights, eight_bit):
     """Sequences decoding together go through llama.cpp's batched matrix products (built by
-    `make`: a tiled 4-bit kernel, patches/llama.cpp); one alone, through its one-column
-    product. A row's logits must be the same bits either way, or what a request answers
-    would depend on what else is in flight."""
+    `make`: tiled kernels, patches/llama.cpp, with AVX-512 VNNI copies where the CPU has
+    it); one alone, through the one-column product. A row's logits must be the same bits
+    either way, or what a request answers would depend on what else is in flight."""
     import numpy as np
 
     rows = 5  # tiles of two or four columns, and one column left over
-    llama = RawLlama(rows, cells=256)
+    llama = RawLlama(rows, cells=256, path=eight_bit if weights == "8-bit" else None)
     try:
         prompts = [some_prompt(s, 20 + 3 * s) for s in range(rows)]
         for seq, ids in enumerate(prompts):
