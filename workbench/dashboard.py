@@ -60,7 +60,14 @@ def voila_command(
         # The pool is filled again a few seconds after a page takes its kernel, so the
         # refill does not compete with that page's first load for the CPU.
         *(
-            ["--preheat_kernel=True", "--pool_size=1", "--VoilaKernelManager.fill_delay=5"]
+            [
+                "--preheat_kernel=True",
+                "--pool_size=1",
+                "--VoilaKernelManager.fill_delay=5",
+                # a pooled kernel's wait is not idleness (see the class)
+                "--VoilaConfiguration.multi_kernel_manager_class="
+                "workbench.dashboard_kernels.DashboardKernelManager",
+            ]
             if preheat
             else []
         ),
