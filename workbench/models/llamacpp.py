@@ -278,9 +278,14 @@ class LlamaCppEngine(BatchingEngine):
     def _reusable(self, slot: int, ids: list[int]) -> int:
         """How many of ``ids`` the slot's cache already holds from its start, never the last
         token (its logits are needed)."""
+        return self._common(self._held[slot], ids)
+
+    def _common(self, tokens: list[int], ids: list[int]) -> int:
+        """How much of the start of ``ids`` could be taken from a cache holding ``tokens``:
+        whole blocks of ``self._block``, never the last token; none for a recurrent model."""
         if not self._partial_removal:
             return 0
-        same = _common_start(self._held[slot], ids, len(ids) - 1)
+        same = _common_start(tokens, ids, len(ids) - 1)
         return same // self._block * self._block
 
     def _prefill(self, admitted: list[_Row]) -> None:
@@ -297,18 +302,18 @@ class LlamaCppEngine(BatchingEngine):
                 ids = row.request.prompt_ids
                 donor, reused = row.slot, self._reusable(row.slot, ids)
                 for slot in range(self.max_batch):
-                    if slot not in computing and self._reusable(slot, ids) >= reused + SHARE_AFTER:
-                        donor, reused = slot, self._reusable(slot, ids)
+                    if slot not in computing:
+                        held = self._reusable(slot, ids)
+                        if held >= reused + SHARE_AFTER:
+                            donor, reused = slot, held
                 shared = max(
-                    (_common_start(o.request.prompt_ids, ids, len(ids) - 1) for o, _, _ in now),
-                    default=0,
+                    (self._common(o.request.prompt_ids, ids) for o, _, _ in now), default=0
                 )
-                shared = shared // self._block * self._block
-                if self._partial_removal and shared >= reused + SHARE_AFTER:
+                if shared >= reused + SHARE_AFTER:
                     later.append(row)
                 else:
                     now.append((row, donor, reused))
-            calls: list[list] = [[]]
+            pieces = []  # each prompt's tokens to compute
             for row, donor, reused in now:
                 ids = row.request.prompt_ids
                 if donor != row.slot:
@@ -319,17 +324,17 @@ class LlamaCppEngine(BatchingEngine):
                 self._held[row.slot] = []
                 self.L.llama_memory_seq_rm(self._memory, row.slot, reused, -1)
                 self.reused_tokens += reused
-                for i in range(reused, len(ids)):
-                    if len(calls[-1]) == PREFILL_BATCH or (
-                        self._block > 1 and i % self._block == 0
-                    ):
-                        calls.append([])
-                    calls[-1].append((row, ids[i], i, i == len(ids) - 1))
-                if self._block > 1:
-                    calls.append([])  # the next prompt alone
-            for entries in calls:
-                if entries:
-                    self._decode(entries)
+                pieces.append(
+                    [(row, ids[i], i, i == len(ids) - 1) for i in range(reused, len(ids))]
+                )
+            # all prompts in calls of PREFILL_BATCH, or (unpatched) each alone in blocks from
+            # its start (what it reused is whole blocks)
+            size = PREFILL_BATCH if self._block == 1 else self._block
+            if self._block == 1:
+                pieces = [[entry for piece in pieces for entry in piece]]
+            for piece in pieces:
+                for start in range(0, len(piece), size):
+                    self._decode(piece[start : start + size])
             for row, _, _ in now:
                 self._held[row.slot] = list(row.request.prompt_ids)
                 row.position = len(row.request.prompt_ids)
