@@ -17,7 +17,7 @@ LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 	-DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF
 
 # The sdist of the pinned binding (as in pyproject.toml), with the workbench's patches to its
-# llama.cpp applied (patches/llama.cpp: a batched 4-bit kernel; each file says why). Built
+# llama.cpp applied (patches/llama.cpp: kernels, attention, cache copies; each file says why). Built
 # once per virtual environment: about 3.5 minutes on 2 cores.
 LLAMA_CPP_VERSION := 0.3.36
 LLAMA_SRC := build/llama_cpp_python-$(LLAMA_CPP_VERSION)
