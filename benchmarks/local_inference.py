@@ -37,6 +37,11 @@ TARGET_SPEEDUP = 4.0
 LLAMA_CPP_PYTHON_SEQUENTIAL = 73.0  # tok/s, llama-cpp-python alone on the 2-core machine
 
 
+def addends(i: int) -> tuple[int, int]:
+    """The two numbers the arithmetic prompt ``i`` (an odd one) asks to add."""
+    return i + 7, 3 * i + 2
+
+
 def prompts(n: int) -> list[list[dict[str, str]]]:
     subjects = [
         "the sea",
@@ -51,7 +56,8 @@ def prompts(n: int) -> list[list[dict[str, str]]]:
     out = []
     for i in range(n):
         if i % 2:
-            text = f"What is {i + 7} + {3 * i + 2}? Answer with just the number."
+            a, b = addends(i)
+            text = f"What is {a} + {b}? Answer with just the number."
         else:
             text = f"Write two sentences about {subjects[(i // 2) % len(subjects)]}."
         out.append([{"role": "user", "content": text}])
@@ -186,11 +192,11 @@ def main(argv: list[str] | None = None) -> int:
             if engine != "transformers":
                 mine = answers(texts)
                 agree = sum(mine[i] == reference[i] for i in reference)
-                # The sums answered right (the prompt i asks (i + 7) + (3i + 2)): the 4-bit
-                # engine should be right exactly where the fp32 reference is; where both
-                # guess wrong, their guesses may differ (near-ties), as tests/ holds it.
-                right = {i for i, a in mine.items() if a == str(4 * i + 9)}
-                right_ref = {i for i, a in reference.items() if a == str(4 * i + 9)}
+                # The sums answered right: the 4-bit engine should be right exactly where the
+                # fp32 reference is; where both guess wrong, their guesses may differ
+                # (near-ties), as tests/ holds it.
+                right = {i for i, a in mine.items() if a == str(sum(addends(i)))}
+                right_ref = {i for i, a in reference.items() if a == str(sum(addends(i)))}
                 print(
                     f"answers: {engine} agrees with transformers on {agree}/{len(reference)}; "
                     f"right on {len(right)} sums, transformers on {len(right_ref)}, "
