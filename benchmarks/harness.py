@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -77,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     (single_ts, single_group), (tools_ts, tools_group) = _tasksets(args.single, args.tools)
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    from _machine import describe  # benchmarks/_machine.py
+
+    print(describe())
     print(f"{'workload':<12} {'runs':>6} {'median s':>9} {'episodes/s':>11} {'runs/s all':>24}")
     results = {}
     for label, taskset, group in (

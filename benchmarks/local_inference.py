@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import platform
 import sys
 import time
 
@@ -155,10 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     engines = args.engines.split(",")
     levels = [int(x) for x in args.levels.split(",")]
     batch = prompts(args.prompts)
-    print(
-        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
-        f"{sys.version.split()[0]}; {len(batch)} prompts, {args.max_tokens} tokens max"
-    )
+    from _machine import describe  # benchmarks/_machine.py
+
+    print(f"{describe()}; {len(batch)} prompts, {args.max_tokens} tokens max")
     results, verdicts = {}, []
     for engine in engines:
         model = LocalModel(f"smollm2-135m?engine={engine}")

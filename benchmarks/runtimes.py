@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import platform
 import statistics
 import tempfile
 import time
@@ -82,7 +81,9 @@ async def main(args: argparse.Namespace) -> None:
         from workbench.runtimes.images import ensure_image
 
         ensure_image(env)  # not timed: built once
-    print(f"{platform.machine()} {platform.python_version()}, {args.concurrency} in flight")
+    from _machine import describe  # benchmarks/_machine.py
+
+    print(f"{describe()}; {args.concurrency} in flight")
     print("| runtime | first tool result, median of 5 | runs | episodes/s | mean reward |")
     print("| --- | --- | --- | --- | --- |")
     rates = {}

@@ -24,8 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -243,7 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(ROOT))
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    from _machine import describe  # benchmarks/_machine.py
+
+    print(describe())
     ok = True
     if args.load_runs:
         peak, small_peak = memory(args.load_runs)

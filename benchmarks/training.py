@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -180,9 +179,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
+    from _machine import describe  # benchmarks/_machine.py
+
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     print(
-        f"machine: {platform.machine()}, {os.cpu_count()} cores, device {device}, "
+        f"{describe()}, device {device}, "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"load average {os.getloadavg()[0]:.1f}"
     )
