@@ -173,6 +173,35 @@ async def test_the_teacher_demo_still_runs_its_five_steps(tiny_loop):
     assert ckpt.evals["arithmetic-heldout"]["runs"] == 30 and result.comparison.n_tasks == 30
 
 
+async def test_an_interrupted_teacher_demo_stops_training_at_its_next_step(tiny_loop):
+    """Training runs in a worker thread; a cancelled Loop (Ctrl-C in a notebook, a timeout)
+    stops it at its next step instead of letting it train on, unseen, to the end."""
+    import asyncio
+
+    steps = []
+    loop = asyncio.create_task(
+        workbench.run_loop(
+            base=tiny_loop["base"],
+            name="interrupted",
+            group_size=1,
+            max_tokens=3,
+            epochs=500,  # far longer than the test waits
+            on_step=steps.append,
+            say=print,
+        )
+    )
+    while not steps:
+        await asyncio.sleep(0.05)
+        assert not loop.done(), loop.exception()
+    loop.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await loop
+    seen = len(steps)
+    await asyncio.sleep(2)  # a tiny model's step takes milliseconds
+    assert len(steps) <= seen + 1
+    assert workbench.checkpoints("interrupted") == []  # no checkpoint half made
+
+
 def test_the_cli_runs_rounds_without_a_teacher_and_resumes_to_more(tiny_loop):
     from conftest import run_cli
 

@@ -154,9 +154,24 @@ async def _teacher_loop(
     say(f"3/5 fork {base} as '{name}'")
     registry.fork(base, name, store)
     say(f"4/5 train '{name}' on the successful traces of job {taught.id} ({epochs:g} epochs)")
-    checkpoint = await asyncio.to_thread(
-        train, name, jobs=[taught.id], epochs=epochs, store=store, **train_options
-    )
+    # Training runs in a worker thread, which nothing can kill: interrupted here (Ctrl-C, a
+    # cancelled task), it stops at its next step instead of training on to the end.
+    stop = threading.Event()
+    on_step = train_options.pop("on_step", None)
+
+    def step(metrics: dict[str, Any]) -> None:  # in the training thread
+        if stop.is_set():
+            raise RoundInterrupted("the Loop was interrupted: no checkpoint was kept")
+        if on_step is not None:
+            on_step(metrics)
+
+    try:
+        checkpoint = await asyncio.to_thread(
+            train, name, jobs=[taught.id], epochs=epochs, store=store, on_step=step, **train_options
+        )
+    except BaseException:
+        stop.set()
+        raise
     say(f"5/5 evaluate '{name}' (checkpoint {checkpoint.id}) on {heldout_taskset}")
     after = await evaluate(
         heldout_taskset,
@@ -401,7 +416,8 @@ async def _round(r, cfg, state, pending, train_tasks, sampling, stop, store, say
 
 
 class RoundInterrupted(WorkbenchError):
-    """Raised in the training thread when the round it trains for was interrupted."""
+    """Raised in the training thread when the round it trains for (or the teacher demo's
+    training step) was interrupted."""
 
 
 async def _job(
