@@ -154,24 +154,14 @@ async def _teacher_loop(
     say(f"3/5 fork {base} as '{name}'")
     registry.fork(base, name, store)
     say(f"4/5 train '{name}' on the successful traces of job {taught.id} ({epochs:g} epochs)")
-    # Training runs in a worker thread, which nothing can kill: interrupted here (Ctrl-C, a
-    # cancelled task), it stops at its next step instead of training on to the end.
-    stop = threading.Event()
-    on_step = train_options.pop("on_step", None)
-
-    def step(metrics: dict[str, Any]) -> None:  # in the training thread
-        if stop.is_set():
-            raise RoundInterrupted("the Loop was interrupted: no checkpoint was kept")
-        if on_step is not None:
-            on_step(metrics)
-
-    try:
-        checkpoint = await asyncio.to_thread(
-            train, name, jobs=[taught.id], epochs=epochs, store=store, on_step=step, **train_options
-        )
-    except BaseException:
-        stop.set()
-        raise
+    checkpoint = await _train_in_thread(
+        "the Loop was interrupted: no checkpoint was kept",
+        name,
+        jobs=[taught.id],
+        epochs=epochs,
+        store=store,
+        **train_options,
+    )
     say(f"5/5 evaluate '{name}' (checkpoint {checkpoint.id}) on {heldout_taskset}")
     after = await evaluate(
         heldout_taskset,
@@ -335,15 +325,13 @@ async def _run_rounds(cfg: RoundsConfig, state: dict[str, Any], store: Store, sa
         if _committed(name, pending, store):  # killed between the commit and the save
             _finish(state, pending)
             continue
-        stop = threading.Event()
         try:
             _drop_uncommitted(name, state, store)
-            await _round(r, cfg, state, pending, train_tasks, sampling, stop, store, say)
+            await _round(r, cfg, state, pending, train_tasks, sampling, store, say)
         except BaseException:
             # Ctrl-C, a cancelled task, a failure: the round did not finish, so its checkpoint
-            # leaves the tree. Training in its thread stops at its next step (a kill leaves
-            # the clean-up to the next resume).
-            stop.set()
+            # leaves the tree. Training in its thread stops at its next step (see
+            # _train_in_thread; a kill leaves the clean-up to the next resume).
             _drop_uncommitted(name, state, store)
             raise
         pending["seconds"] = round(time.time() - started, 1)
@@ -351,7 +339,7 @@ async def _run_rounds(cfg: RoundsConfig, state: dict[str, Any], store: Store, sa
     return _result(cfg, state, before, store)
 
 
-async def _round(r, cfg, state, pending, train_tasks, sampling, stop, store, say) -> None:
+async def _round(r, cfg, state, pending, train_tasks, sampling, store, say) -> None:
     name, total, heldout = state["name"], cfg.rounds, cfg.heldout_taskset
     head = registry.require_fork(name, store).head
     slugs = _slice(train_tasks, cfg.tasks_per_round, r)
@@ -377,17 +365,12 @@ async def _round(r, cfg, state, pending, train_tasks, sampling, stop, store, say
         f"({sum(t.success for t in runs)} of {len(runs)} runs succeeded)"
     )
 
-    def on_step(step: dict[str, Any]) -> None:  # in the training thread
-        if stop.is_set():
-            raise RoundInterrupted("the round was interrupted: no checkpoint was kept")
-
-    ckpt = await asyncio.to_thread(
-        train,
+    ckpt = await _train_in_thread(
+        "the round was interrupted: no checkpoint was kept",
         name,
         jobs=[sample.id],
         move_head=False,
         store=store,
-        on_step=on_step,
         **cfg.train_options(),
     )
     pending["checkpoint"] = ckpt.id
@@ -418,6 +401,26 @@ async def _round(r, cfg, state, pending, train_tasks, sampling, stop, store, say
 class RoundInterrupted(WorkbenchError):
     """Raised in the training thread when the round it trains for (or the teacher demo's
     training step) was interrupted."""
+
+
+async def _train_in_thread(interrupted: str, name: str, **options: Any) -> registry.Checkpoint:
+    """:func:`train` in a worker thread, which nothing can kill: if this is interrupted (Ctrl-C,
+    a cancelled task), the thread raises ``RoundInterrupted(interrupted)`` at its next step
+    instead of training on, unseen, to the end; no checkpoint is kept."""
+    stop = threading.Event()
+    on_step = options.pop("on_step", None)
+
+    def step(metrics: dict[str, Any]) -> None:  # in the training thread
+        if stop.is_set():
+            raise RoundInterrupted(interrupted)
+        if on_step is not None:
+            on_step(metrics)
+
+    try:
+        return await asyncio.to_thread(train, name, on_step=step, **options)
+    except BaseException:
+        stop.set()
+        raise
 
 
 async def _job(
