@@ -688,3 +688,32 @@ def test_a_process_with_a_loaded_engine_exits_cleanly(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "terminate called" not in done.stderr
     assert done.stdout.count(MODEL) == 2
+
+
+def test_a_gguf_is_parsed_once_while_loading_and_reads_the_same():
+    """transformers parses a GGUF for the config, the tokenizer and the weights (and gguf's
+    tensor-name table once per submodule): within `reading_gguf_once` each is built once, from
+    a plain view of the file's memory map, and holds exactly what gguf's own reader reads."""
+    import gguf
+    import numpy as np
+
+    from workbench.models.hf import bundled_path, reading_gguf_once
+
+    folder, filename = bundled_path("smollm2-135m")
+    path = folder / filename
+    own = gguf.GGUFReader(path)
+    with reading_gguf_once():
+        first, again = gguf.GGUFReader(path), gguf.GGUFReader(path)
+        assert first is again
+        assert gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, 30) is gguf.get_tensor_name_map(
+            gguf.MODEL_ARCH.LLAMA, 30
+        )
+    assert gguf.GGUFReader(path) is not first  # nothing is kept after the block
+    assert list(first.fields) == list(own.fields)
+    for name, field in own.fields.items():
+        assert field.types == first.fields[name].types, name
+        assert [bytes(p) for p in field.parts] == [bytes(p) for p in first.fields[name].parts]
+    assert [t.name for t in first.tensors] == [t.name for t in own.tensors]
+    for mine, theirs in zip(first.tensors, own.tensors, strict=True):
+        assert mine.tensor_type == theirs.tensor_type
+        assert np.array_equal(mine.data, theirs.data), mine.name

