@@ -240,6 +240,21 @@ async def test_rft_learns_each_tasks_distinct_wins_once(tiny_fork):
     assert again.parent == ckpt.id
 
 
+@pytest.mark.parametrize("native_bf16", [False, True])
+async def test_sft_trains_in_bf16_only_where_the_cpu_has_fast_bf16(
+    tiny_fork, native_bf16, monkeypatch
+):
+    """TRL trains in bf16 by default; on a CPU without AVX-512 torch's bf16 matrix product is
+    a scalar loop on one core (a demo SFT step took minutes instead of ~30 s): there the
+    checkpoint is trained, and says it was trained, in fp32."""
+    import torch
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: native_bf16)
+    job = await coin_job()
+    ckpt = workbench.train(tiny_fork, method="rft", jobs=[job.id], progress=False)
+    assert ckpt.manifest["metrics"]["precision"] == ("bf16" if native_bf16 else "fp32")
+
+
 async def test_no_signal_and_bad_options_are_one_line_errors(tiny_fork):
     job = await workbench.evaluate("mental-heldout", "scripted:expert", group_size=2)
     with pytest.raises(EmptySelectionError, match="no group of runs carries a signal") as err:

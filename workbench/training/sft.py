@@ -113,6 +113,22 @@ def _quiet(trainer) -> None:
     trainer.remove_callback(PrinterCallback)
 
 
+def precision() -> dict[str, bool]:
+    """The trainer's mixed precision: bf16 where the device computes it natively, fp16 on a
+    GPU without bf16 (a T4), else full fp32.
+
+    TRL's default is bf16 everywhere. On a CPU without AVX-512 torch has no fast bf16 matrix
+    product: it multiplies in a scalar loop on one core, and a step of the Loop demo's SFT
+    (8 conversations) took over 5 minutes on an AVX2 EPYC, against ~25 s in fp32 on both
+    cores. Where oneDNN has bf16 kernels (AVX-512 and newer) it stays on."""
+    import torch
+
+    if torch.cuda.is_available():
+        bf16 = torch.cuda.is_bf16_supported()
+        return {"bf16": bf16, "fp16": not bf16}
+    return {"bf16": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()), "fp16": False}
+
+
 def _sft_config(cfg: TrainConfig, out: Path, **extra):
     from trl import SFTConfig
 
@@ -139,7 +155,7 @@ def _train_trl(model, tokenizer, tokenized, cfg: TrainConfig, out: Path, logger,
 
     trainer = SFTTrainer(
         model=model,
-        args=_sft_config(cfg, out, use_cpu=not cuda_available()),
+        args=_sft_config(cfg, out, use_cpu=not cuda_available(), **precision()),
         train_dataset=tokenized,
         processing_class=tokenizer,
         peft_config=lora_config(cfg),
@@ -177,13 +193,11 @@ def _unsloth_model(base: str, lineage: list[Path], cfg: TrainConfig):
 
 def _train_unsloth(fast, fast_tokenizer, tokenized, cfg: TrainConfig, out: Path, logger):
     """The same training with Unsloth's kernels on a CUDA GPU (the ``gpu`` extra)."""
-    import torch
     from trl import SFTTrainer
 
-    bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()  # else fp16 (a T4)
     trainer = SFTTrainer(
         model=fast,
-        args=_sft_config(cfg, out, bf16=bf16, fp16=torch.cuda.is_available() and not bf16),
+        args=_sft_config(cfg, out, **precision()),
         train_dataset=tokenized,
         processing_class=fast_tokenizer,
         callbacks=[_trainer_callback(logger, True)],
@@ -197,8 +211,10 @@ def _run(trainer, backend: str, out: Path) -> dict[str, Any]:
     result = trainer.train()
     trainer.model.save_pretrained(str(out / "adapter"))
     shutil.rmtree(out / "trainer", ignore_errors=True)
+    args = trainer.args
     return {
         "backend": backend,
+        "precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
         "train_loss": round(float(result.training_loss), 4),
         "final_loss": _last_loss(trainer),
         "steps": int(result.global_step),
