@@ -71,7 +71,7 @@ def one_run(method: str, epochs: float, backend: str) -> dict:
         "method": method,
         "examples": ckpt.manifest["data"]["traces"],
         "tokens": ckpt.manifest["data"]["tokens"],
-        "backend": ckpt.manifest["backend"],
+        "backend": f"{ckpt.manifest['backend']} {m.get('precision', '')}".strip(),
         "seconds_per_step": m["train_seconds"] / max(1, m["steps"]),
     }
 
@@ -153,7 +153,7 @@ def config_run(epochs: float, device: str, rollouts: int, prompt: int, answer: i
         "method": "grpo",
         "examples": rollouts,
         "tokens": sum(len(e["input_ids"]) for e in examples),
-        "backend": f"{m['backend']} ({device}, config)",
+        "backend": f"{m['backend']} {m['precision']} ({device}, config)",
         "seconds_per_step": m["train_seconds"] / max(1, m["steps"]),
         "train_tokens_per_second": m["trained_tokens"] / m["train_seconds"],
         "wall": wall,

@@ -194,6 +194,7 @@ async def test_grpo_trains_a_checkpoint_with_a_manifest_and_a_live_reward_curve(
     )
     m = ckpt.manifest
     assert ckpt.method == m["method"] == "grpo" and m["backend"] == "peft"
+    assert m["metrics"]["precision"] == "fp32"  # the model's own dtype on a CPU
     data = m["data"]
     assert data["groups"] == 6 and data["groups_used"] + data["groups_skipped"] == 6
     assert data["rollouts"] == 4 * data["groups_used"] == data["traces"]

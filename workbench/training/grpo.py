@@ -331,8 +331,10 @@ def train_grpo(
         bar.close()
     train_seconds = time.perf_counter() - started
     model.save_pretrained(str(out / "adapter"))
+    dtype = next(model.parameters()).dtype  # GRPO's loop runs in the model's own dtype
     return {
         "backend": backend,
+        "precision": {"torch.bfloat16": "bf16", "torch.float16": "fp16"}.get(str(dtype), "fp32"),
         "train_loss": round(sum(losses) / len(losses), 4) if losses else None,
         "final_loss": round(losses[-1], 4) if losses else None,
         "steps": step,
