@@ -74,6 +74,38 @@ def test_unknown_plain_name_is_not_a_model():
         workbench.set_head("nobody", None)
 
 
+def test_loads_in_two_threads_leave_gguf_as_it_was():
+    """reading_gguf_once swaps gguf's reader while a load runs: two loads in two threads,
+    the first finishing before the second, each keep their own parse, and gguf has its own
+    functions back after both (a save-and-restore per block left the first block's stand-in
+    installed for good)."""
+    import threading
+
+    gguf = pytest.importorskip("gguf")
+    from workbench.models.hf import reading_gguf_once
+
+    own = (gguf.GGUFReader, gguf.get_tensor_name_map)
+    second_in, first_out = threading.Event(), threading.Event()
+    seen = {}
+
+    def second():
+        with reading_gguf_once():
+            seen["second"] = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, 2)
+            second_in.set()
+            first_out.wait(10)
+            seen["kept"] = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, 2) is seen["second"]
+
+    with reading_gguf_once():
+        seen["first"] = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, 2)
+        thread = threading.Thread(target=second)
+        thread.start()
+        second_in.wait(10)
+    first_out.set()
+    thread.join(10)
+    assert seen["kept"] and seen["first"] is not seen["second"]  # each block its own
+    assert (gguf.GGUFReader, gguf.get_tensor_name_map) == own
+
+
 # -- with the bundled model (slow) ------------------------------------------------------
 
 

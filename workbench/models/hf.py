@@ -23,11 +23,13 @@ Unsloth, which must be imported before ``transformers``, ``trl`` and ``peft``:
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import importlib.util
 import os
 import shutil
 import sys
+import threading
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -112,6 +114,16 @@ def quiet_loading():
             datasets.enable_progress_bars()
 
 
+# The parsed readers and name tables of the reading_gguf_once block this code runs in (None:
+# outside any). A context variable, not a module global: concurrent loads (two threads, two
+# tasks) each keep their own, and a load outside any block reads the file as gguf does.
+_gguf_parsed: contextvars.ContextVar[dict | None] = contextvars.ContextVar(
+    "workbench_gguf_parsed", default=None
+)
+_gguf_hooks_lock = threading.Lock()
+_gguf_hooks: dict = {"users": 0, "saved": None}
+
+
 @contextmanager
 def reading_gguf_once():
     """Within the block, a GGUF file is parsed once, however often transformers reads it.
@@ -122,15 +134,38 @@ def reading_gguf_once():
     that de-quantising SmolLM2 took on an AVX2 2-core machine. Here the parsed reader and the
     table are kept for the block (the file is opened read-only; nothing writes to either), and
     the parse reads a plain array view of the file's memory map.
-    Outside the block nothing is cached: a parsed vocabulary holds ~10^6 small objects."""
+    Outside the block nothing is cached: a parsed vocabulary holds ~10^6 small objects.
+
+    gguf's two functions are replaced while any block is open, in any thread, and restored
+    when the last one closes; what each block parsed is its own."""
     try:
         import gguf
     except ImportError:  # pragma: no cover - gguf comes with the bundled model's install
         yield
         return
+    token = _gguf_parsed.set({})
+    with _gguf_hooks_lock:
+        if _gguf_hooks["users"] == 0:
+            _gguf_hooks["saved"] = (gguf.GGUFReader, gguf.get_tensor_name_map)
+            gguf.GGUFReader, gguf.get_tensor_name_map = _parse_once_hooks(gguf.GGUFReader)
+        _gguf_hooks["users"] += 1
+    try:
+        yield
+    finally:
+        with _gguf_hooks_lock:
+            _gguf_hooks["users"] -= 1
+            if _gguf_hooks["users"] == 0:
+                gguf.GGUFReader, gguf.get_tensor_name_map = _gguf_hooks["saved"]
+        _gguf_parsed.reset(token)
+
+
+def _parse_once_hooks(reader_class):
+    """(GGUFReader, get_tensor_name_map) stand-ins that keep what they build in the open
+    block's dict, and behave as gguf's own outside any block."""
+    import gguf
     import numpy as np
 
-    reader_class, name_map = gguf.GGUFReader, gguf.get_tensor_name_map
+    name_map = gguf.get_tensor_name_map
 
     class PlainArrayReader(reader_class):
         """gguf's reader over a plain array view of its memory map: the same bytes, without
@@ -144,21 +179,23 @@ def reading_gguf_once():
         def data(self, value):
             self._plain_data = value.view(np.ndarray) if isinstance(value, np.memmap) else value
 
-    readers: dict = {}
+    def once(key, build):
+        parsed = _gguf_parsed.get()
+        if parsed is None:
+            return build()
+        if key not in parsed:
+            parsed[key] = build()
+        return parsed[key]
 
     def reader(path, mode="r"):
-        key = (os.fspath(path), mode)
-        if key not in readers:
-            readers[key] = PlainArrayReader(path, mode)
-        return readers[key]
+        if _gguf_parsed.get() is None:
+            return reader_class(path, mode)
+        return once(("reader", os.fspath(path), mode), lambda: PlainArrayReader(path, mode))
 
-    gguf.GGUFReader = reader
-    gguf.get_tensor_name_map = functools.lru_cache(maxsize=None)(name_map)
-    try:
-        yield
-    finally:
-        gguf.GGUFReader, gguf.get_tensor_name_map = reader_class, name_map
-        readers.clear()
+    def tensor_name_map(arch, n_blocks):
+        return once(("names", arch, n_blocks), lambda: name_map(arch, n_blocks))
+
+    return reader, tensor_name_map
 
 
 def load_model(name: str, dtype=None):
