@@ -16,18 +16,21 @@ LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 	-DGGML_F16C=ON -DGGML_BMI2=ON -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF \
 	-DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF
 
-# The sdist of the pinned binding (as in pyproject.toml), with the workbench's patches to its
-# llama.cpp applied (patches/llama.cpp: kernels, attention, cache copies; each file says why). Built
-# once per virtual environment: about 3.5 minutes on 2 cores.
+# The sdist of the pinned binding (as in pyproject.toml), with the workbench's patches applied:
+# to its llama.cpp (patches/llama.cpp: kernels, attention, cache copies) and to its own build
+# (patches/llama-cpp-python: skip a library it never loads); each file says why. Built once per
+# virtual environment: about 2 minutes on 2 cores with AVX-512, 3 on an AVX2-only EPYC.
 LLAMA_CPP_VERSION := 0.3.36
 LLAMA_SRC := build/llama_cpp_python-$(LLAMA_CPP_VERSION)
-$(VENV)/.llama-cpp: $(wildcard patches/llama.cpp/*.patch) | $(BIN)/python
+$(VENV)/.llama-cpp: $(wildcard patches/llama.cpp/*.patch patches/llama-cpp-python/*.patch) | $(BIN)/python
 	rm -rf $(LLAMA_SRC) $(LLAMA_SRC).tar.gz
 	$(BIN)/pip download --quiet --no-deps --no-binary :all: \
 		llama-cpp-python==$(LLAMA_CPP_VERSION) -d build
 	tar -xzf $(LLAMA_SRC).tar.gz -C build
 	for p in patches/llama.cpp/*.patch; do \
 		git apply --verbose --directory=$(LLAMA_SRC)/vendor/llama.cpp "$$p" || exit 1; done
+	for p in patches/llama-cpp-python/*.patch; do \
+		git apply --verbose --directory=$(LLAMA_SRC) "$$p" || exit 1; done
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
 		$(BIN)/pip install --quiet --force-reinstall --no-deps ./$(LLAMA_SRC)
 	touch $@
