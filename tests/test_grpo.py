@@ -256,6 +256,72 @@ async def test_sft_trains_in_bf16_only_where_the_cpu_has_fast_bf16(
     assert ckpt.manifest["metrics"]["precision"] == ("bf16" if native_bf16 else "fp32")
 
 
+async def test_cpu_sft_projects_only_the_labelled_positions_and_trains_the_same(
+    tiny_fork, tmp_path, monkeypatch
+):
+    """TRL's fused LM head scores every position of a batch off Triton devices; the loss is on
+    the assistant's tokens only. On the CPU only those go through the head now: the same
+    training (loss and adapter), fewer rows projected."""
+    from safetensors.torch import load_file
+    from trl.trainer import utils
+
+    from workbench.training import sft
+
+    job = await coin_job()
+    workbench.fork(str(tmp_path / "tiny-base"), "tiny-every-position")
+    rows: list[int] = []
+    apply = utils._ChunkedLogProbFunction.apply
+
+    def counted(hidden, *args):
+        rows.append(hidden.shape[0])
+        return apply(hidden, *args)
+
+    monkeypatch.setattr(utils._ChunkedLogProbFunction, "apply", counted)
+    with monkeypatch.context() as as_shipped:  # TRL's own choice: every position
+        as_shipped.setattr(sft, "_score_labelled_positions_only", lambda: None)
+        as_shipped.setattr(
+            utils, "_use_triton", getattr(utils._use_triton, "wrapped", None) or utils._use_triton
+        )
+        every = workbench.train("tiny-every-position", method="rft", jobs=[job.id], progress=False)
+    every_rows, rows[:] = sum(rows), []
+    labelled = workbench.train(tiny_fork, method="rft", jobs=[job.id], progress=False)
+    assert 0 < sum(rows) < every_rows / 2
+    assert labelled.metrics["gradient_checkpointing"] is False  # short conversations
+    assert labelled.metrics["train_loss"] == pytest.approx(every.metrics["train_loss"], abs=1e-4)
+    ours, theirs = (
+        load_file(f"{c.path}/adapter/adapter_model.safetensors") for c in (labelled, every)
+    )
+    assert ours.keys() == theirs.keys()
+    for name in ours:
+        torch.testing.assert_close(ours[name], theirs[name], rtol=1e-3, atol=1e-5)
+
+
+def test_cpu_sft_keeps_activations_for_short_batches_and_recomputes_long_ones(monkeypatch):
+    """Gradient checkpointing (TRL's default) costs a CPU step ~14%; it is left off where a
+    batch's activations fit in memory with room to spare, and every checkpoint says which."""
+    from types import SimpleNamespace
+
+    from transformers import LlamaConfig
+
+    from workbench.training import sft
+    from workbench.training.trainer import TrainConfig
+
+    smollm2 = SimpleNamespace(
+        config=LlamaConfig(hidden_size=576, intermediate_size=1536, num_hidden_layers=30)
+    )
+    cfg = TrainConfig(batch_size=8)
+
+    def conversations(tokens):
+        return [{"input_ids": [0] * tokens}] * 20
+
+    monkeypatch.setattr(sft, "_free_memory", lambda: 24 << 30)
+    assert not sft.gradient_checkpointing(smollm2, conversations(300), cfg)  # the Loop's
+    assert sft.gradient_checkpointing(smollm2, conversations(1024), cfg)
+    assert sft.gradient_checkpointing(smollm2, conversations(300), TrainConfig(batch_size=32))
+    monkeypatch.setattr(sft, "_free_memory", lambda: 4 << 30)  # a busy laptop
+    assert sft.gradient_checkpointing(smollm2, conversations(300), cfg)
+
+
 async def test_no_signal_and_bad_options_are_one_line_errors(tiny_fork):
     job = await workbench.evaluate("mental-heldout", "scripted:expert", group_size=2)
     with pytest.raises(EmptySelectionError, match="no group of runs carries a signal") as err:

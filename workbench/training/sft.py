@@ -18,7 +18,9 @@ taken on assistant tokens only.
 
 from __future__ import annotations
 
+import os
 import shutil
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +131,84 @@ def precision() -> dict[str, bool]:
     return {"bf16": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()), "fp16": False}
 
 
+# Activations kept for the backward pass, in values per token and layer, of a Llama-shaped
+# model (norms, attention's inputs and output, the MLP's four wide tensors; measured against
+# peak memory in benchmarks/README.md, "Training").
+def _activation_bytes_per_token(model) -> int:
+    config = (
+        model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    )
+    hidden = int(getattr(config, "hidden_size", 0) or 0)
+    wide = int(getattr(config, "intermediate_size", 0) or 4 * hidden)
+    layers = int(getattr(config, "num_hidden_layers", 0) or 0)
+    if not (hidden and layers):
+        return 0  # not a shape we know: keep TRL's default (checkpointing)
+    return layers * (8 * hidden + 5 * wide) * 4  # fp32 on the CPU
+
+
+KEEP_ACTIVATIONS_BYTES = 4 << 30  # at most this much, and a quarter of the free memory
+
+
+def gradient_checkpointing(model, tokenized: list[dict[str, Any]], cfg: TrainConfig) -> bool:
+    """Whether the CPU trainer recomputes activations in the backward pass (TRL's default).
+
+    Recomputing costs ~14% of a step on a CPU; keeping them costs memory in proportion to the
+    tokens of a batch. They are kept where the largest batch's fit in ``KEEP_ACTIVATIONS_BYTES``
+    and in a quarter of the memory free now: the Loop's short conversations (SmolLM2-135M,
+    8 of ~300 tokens: ~3.5 GB), not eight of 1,024 tokens (~12 GB)."""
+    per_token = _activation_bytes_per_token(model)
+    if not per_token or not tokenized:
+        return True
+    longest = max(len(t["input_ids"]) for t in tokenized)
+    tokens = cfg.batch_size * min(longest, cfg.max_length)
+    return tokens * per_token > min(KEEP_ACTIVATIONS_BYTES, _free_memory() // 4)
+
+
+def _free_memory() -> int:
+    """Bytes of memory available now (``MemAvailable``); 0 where it cannot be read."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+_COMPACT_LOCK = threading.Lock()
+
+
+def _score_labelled_positions_only() -> None:
+    """Make TRL's fused LM head score only the positions that carry the loss, on the CPU too.
+
+    TRL projects hidden states through the LM head in tiles and, off Triton devices, over every
+    position of the batch (so that a compiler sees one tile shape), labelled or not. The Loop's
+    loss is on assistant tokens, ~15% of a conversation, and SmolLM2's head (49,152 x 576) is a
+    sixth of a step's work: on the CPU, which compiles nothing, scoring the labelled positions
+    alone gives the same loss and gradients for less. TRL decides it by one module-level
+    function; it is wrapped once per process (thread-safe, the same answer for every caller
+    elsewhere). A TRL without that function trains as it would: nothing is changed."""
+    try:
+        from trl.trainer import utils
+    except ImportError:
+        return
+    with _COMPACT_LOCK:
+        use_triton = getattr(utils, "_use_triton", None)
+        if use_triton is None or getattr(use_triton, "workbench_compact_on_cpu", False):
+            return
+
+        def compact(device) -> bool:
+            return device.type == "cpu" or use_triton(device)
+
+        compact.workbench_compact_on_cpu = True
+        compact.wrapped = use_triton
+        utils._use_triton = compact
+
+
 def _sft_config(cfg: TrainConfig, out: Path, **extra):
     from trl import SFTConfig
 
@@ -153,9 +233,13 @@ def _sft_config(cfg: TrainConfig, out: Path, **extra):
 def _train_trl(model, tokenizer, tokenized, cfg: TrainConfig, out: Path, logger, progress: bool):
     from trl import SFTTrainer
 
+    extra: dict[str, Any] = {}
+    if not cuda_available():
+        _score_labelled_positions_only()
+        extra["gradient_checkpointing"] = gradient_checkpointing(model, tokenized, cfg)
     trainer = SFTTrainer(
         model=model,
-        args=_sft_config(cfg, out, use_cpu=not cuda_available(), **precision()),
+        args=_sft_config(cfg, out, use_cpu=not cuda_available(), **precision(), **extra),
         train_dataset=tokenized,
         processing_class=tokenizer,
         peft_config=lora_config(cfg),
@@ -215,6 +299,7 @@ def _run(trainer, backend: str, out: Path) -> dict[str, Any]:
     return {
         "backend": backend,
         "precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
+        "gradient_checkpointing": bool(args.gradient_checkpointing),
         "train_loss": round(float(result.training_loss), 4),
         "final_loss": _last_loss(trainer),
         "steps": int(result.global_step),
