@@ -25,7 +25,7 @@ LLAMA_SRC := build/llama_cpp_python-$(LLAMA_CPP_VERSION)
 LLAMA_PATCHES := $(wildcard patches/llama.cpp/*.patch patches/llama-cpp-python/*.patch)
 $(VENV)/.llama-cpp: $(LLAMA_PATCHES) | $(BIN)/python
 	rm -rf $(LLAMA_SRC) $(LLAMA_SRC).tar.gz
-	$(BIN)/pip download --quiet --no-deps --no-binary :all: \
+	$(BIN)/pip download --quiet --no-deps --no-binary llama-cpp-python \
 		llama-cpp-python==$(LLAMA_CPP_VERSION) -d build
 	tar -xzf $(LLAMA_SRC).tar.gz -C build
 	for p in patches/llama.cpp/*.patch; do \
