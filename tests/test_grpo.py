@@ -93,6 +93,41 @@ def test_the_loss_mask_covers_assistant_tokens_only(tokenizer):
     assert shifted[0].tolist() == [float(m) for m in mask[1:]]
 
 
+def test_only_the_learned_positions_go_through_the_lm_head_with_the_same_numbers(tokenizer):
+    """GRPO scores a rollout's completion tokens only: the LM head (a fifth of SmolLM2's
+    forward over every position) projects those alone, and the loss and its gradients are
+    those of the full logits."""
+    model = tiny_model(tokenizer)
+    batch = pad_batch(
+        [
+            {**tokenize_conversation(tokenizer, conversation(a)), "advantage": adv}
+            for a, adv in (("7", 1.0), ("8", -1.0), ("9", 0.5))
+        ],
+        tokenizer.pad_token_id,
+    )
+    rows = []
+    head = model.get_output_embeddings()
+    hook = head.register_forward_hook(lambda _m, args, _out: rows.append(args[0].shape[:-1]))
+
+    def loss_and_grads(learned_only):
+        model.zero_grad()
+        logps, mask = token_logps(model, batch, 0.7, learned_only=learned_only)
+        loss, _ = grpo_loss(logps, logps.detach() - 0.05, batch["advantages"], mask, beta=0.1)
+        loss.backward()
+        return logps * mask, loss, [p.grad.clone() for p in model.parameters()]
+
+    full = loss_and_grads(False)
+    learned = loss_and_grads(True)
+    hook.remove()
+    mask = batch["loss_mask"][:, 1:]
+    assert rows[0] == batch["input_ids"].shape  # every position of every rollout
+    assert rows[1] == (int(mask.sum()),) and rows[1][0] < mask.numel() / 2
+    torch.testing.assert_close(learned[0], full[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(learned[1], full[1], rtol=1e-5, atol=1e-6)
+    for ours, theirs in zip(learned[2], full[2], strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-6)
+
+
 def test_the_kl_term_is_zero_against_itself(tokenizer):
     model = tiny_model(tokenizer)
     batch = pad_batch(
