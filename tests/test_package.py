@@ -1,7 +1,6 @@
 """The package's public face: everything in __all__ imports, and `import workbench` is light."""
 
 import ast
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -230,38 +229,3 @@ def _pyproject_version() -> str:
 
     return tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["project"]["version"]
 
-
-def test_what_make_installs_beside_the_llama_cpp_build_is_every_requirement_but_it():
-    """`make` installs the dependencies while llama.cpp compiles, from tools/requirements.py:
-    every requirement of the extras it names (as pip resolves them from the installed
-    distribution's metadata), the binding alone left out."""
-    import importlib.metadata
-
-    root = Path(__file__).resolve().parent.parent
-    listed = subprocess.run(
-        [sys.executable, "tools/requirements.py", "dev", "train", "--except", "llama-cpp-python"],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\n")
-    assert "llama-cpp-python" not in " ".join(listed)
-
-    def name(requirement: str) -> str:
-        return re.split(r"[\s\[<>=!~;]", requirement, maxsplit=1)[0].lower().replace("_", "-")
-
-    metadata = importlib.metadata.metadata("agent-research-workbench")
-    ours, extras, expected = "agent-research-workbench", {"dev", "train"}, set()
-    todo = set(extras)
-    while todo:  # the extras the named ones pull in through the project itself
-        extra = todo.pop()
-        for requirement in metadata.get_all("Requires-Dist"):
-            if f'extra == "{extra}"' in requirement and name(requirement) == ours:
-                more = re.search(r"\[([^\]]*)\]", requirement).group(1).split(",")
-                todo |= {e.strip() for e in more} - extras
-                extras |= {e.strip() for e in more}
-    for requirement in metadata.get_all("Requires-Dist"):
-        marker = re.search(r'extra == "([^"]+)"', requirement)
-        if (marker is None or marker.group(1) in extras) and name(requirement) != ours:
-            expected.add(name(requirement))
-    assert {name(r) for r in listed if r} == expected - {"llama-cpp-python"}
