@@ -152,14 +152,17 @@ KEEP_ACTIVATIONS_BYTES = 4 << 30  # at most this much, and a quarter of the free
 def gradient_checkpointing(model, tokenized: list[dict[str, Any]], cfg: TrainConfig) -> bool:
     """Whether the CPU trainer recomputes activations in the backward pass (TRL's default).
 
-    Recomputing costs ~14% of a step on a CPU; keeping them costs memory in proportion to the
+    Recomputing costs 15-25% of a step on a CPU; keeping them costs memory in proportion to the
     tokens of a batch. They are kept where the largest batch's fit in ``KEEP_ACTIVATIONS_BYTES``
     and in a quarter of the memory free now: the Loop's short conversations (SmolLM2-135M,
     8 of ~300 tokens: ~3.5 GB), not eight of 1,024 tokens (~12 GB)."""
     per_token = _activation_bytes_per_token(model)
     if not per_token or not tokenized:
         return True
-    longest = max(len(t["input_ids"]) for t in tokenized)
+    if hasattr(tokenized, "column_names"):  # a datasets.Dataset: one column, not every row
+        longest = max(len(ids) for ids in tokenized["input_ids"])
+    else:
+        longest = max(len(t["input_ids"]) for t in tokenized)
     tokens = cfg.batch_size * min(longest, cfg.max_length)
     return tokens * per_token > min(KEEP_ACTIVATIONS_BYTES, _free_memory() // 4)
 
@@ -187,9 +190,10 @@ def _score_labelled_positions_only() -> None:
 
     TRL projects hidden states through the LM head in tiles and, off Triton devices, over every
     position of the batch (so that a compiler sees one tile shape), labelled or not. The Loop's
-    loss is on assistant tokens, ~15% of a conversation, and SmolLM2's head (49,152 x 576) is a
-    sixth of a step's work: on the CPU, which compiles nothing, scoring the labelled positions
-    alone gives the same loss and gradients for less. TRL decides it by one module-level
+    loss is on assistant tokens, ~15% of a conversation, and SmolLM2's head (49,152 x 576) over
+    every position was a third of a CPU step: on the CPU, which compiles nothing, scoring the
+    labelled positions alone gives the same loss and gradients for less (31 -> 20 s a step of
+    the Loop demo; benchmarks/README.md, "Training"). TRL decides it by one module-level
     function; it is wrapped once per process (thread-safe, the same answer for every caller
     elsewhere). A TRL without that function trains as it would: nothing is changed."""
     try:
