@@ -44,7 +44,7 @@ $(VENV)/.installed: pyproject.toml $(VENV)/.llama-cpp | $(BIN)/python
 	touch $@
 
 # The Loop on the CPU: evaluate SmolLM2-135M, train a fork on a teacher's traces, evaluate
-# the fork on held-out tasks, print both with 95% intervals (about 7 minutes on 2 cores; 13
+# the fork on held-out tasks, print both with 95% intervals (about 7 minutes on 2 cores; 14
 # with the installs, on a fresh machine).
 demo: $(VENV)/.installed
 	$(BIN)/workbench loop
