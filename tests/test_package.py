@@ -228,4 +228,3 @@ def _pyproject_version() -> str:
     import tomllib
 
     return tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["project"]["version"]
-
