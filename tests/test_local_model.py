@@ -208,6 +208,42 @@ def test_the_engine_is_chosen_by_the_model_id_or_the_environment(
         get_model(f"{MODEL}?engine=vllm")
 
 
+def test_llama_cpp_prompts_and_texts_are_the_reference_engines_to_the_token(fast, reference):
+    """The llama.cpp engine reads the saved tokenizer without transformers' tokenizer classes
+    (seconds of import): every prompt is the reference engine's tokens, every text its
+    string, and the same tokens stop a reply."""
+    import random
+
+    from workbench.models.tokenizer import ChatTokenizer
+
+    assert isinstance(fast.engine.tokenizer, ChatTokenizer)
+    conversations = [
+        (FEW_SHOT, WEATHER),
+        (FEW_SHOT, []),
+        ([{"role": "system", "content": "Answer in French."}, *FEW_SHOT[:1]], WEATHER),
+        (
+            [
+                *FEW_SHOT[:2],
+                {"role": "tool", "tool_call_id": "c1", "content": '{"temp": "21°C", "sky": "☀"}'},
+                {"role": "user", "content": "Ünïcödé, emoji 🤖, tabs\tand\n\nnew lines,  spaces "},
+            ],
+            WEATHER,
+        ),
+        ([{"role": "user", "content": "<|im_end|> is text here <|endoftext|>"}], []),
+    ]
+    for messages, tools in conversations:
+        assert fast.encode(messages, tools) == reference.encode(messages, tools)
+    ours, theirs = fast.engine.tokenizer, reference.engine.tokenizer
+    rng = random.Random(0)
+    for _ in range(200):  # special tokens, byte pieces that end mid-character, words
+        ids = [rng.choice([rng.randrange(20), rng.randrange(len(theirs))]) for _ in range(12)]
+        for skip in (True, False):
+            assert ours.decode(ids, skip_special_tokens=skip) == theirs.decode(
+                ids, skip_special_tokens=skip
+            )
+    assert fast.engine.stop_ids == reference.engine.stop_ids
+
+
 async def test_llama_cpp_greedy_texts_do_not_depend_on_what_else_is_in_flight(fast):
     """A temperature-0 evaluation gives the same texts at any concurrency: 16 prompts of
     different lengths one at a time, all together, and arriving while others decode."""

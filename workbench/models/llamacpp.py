@@ -8,7 +8,8 @@ model = get_model("local:smollm2-135m?engine=transformers")  # the reference eng
 The model is read as it is shipped (the bundled SmolLM2 is a 4-bit GGUF) and run by
 llama.cpp through ``llama-cpp-python``'s C API; the transformers engine de-quantises it to
 fp32 and reads four times the bytes per token. Everything around the model is the
-reference engine's: the Hugging Face tokenizer and chat template (the same prompt tokens),
+reference engine's: the Hugging Face tokenizer and chat template (the same prompt tokens;
+read by :class:`~workbench.models.tokenizer.ChatTokenizer`, without transformers' classes),
 the queue, stop rules, sampling options and tool-call text format
 (:class:`~workbench.models.local.BatchingEngine`).
 
@@ -216,7 +217,11 @@ class LlamaCppEngine(BatchingEngine):
         vocab = llama_cpp.llama_model_get_vocab(self._model)
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(vocab)
         self.context = min(llama_cpp.llama_model_n_ctx_train(self._model), SEQUENCE_CELLS)
-        self.stop_ids = self._special_stop_ids(self.tokenizer.eos_token_id)
+        # The model's end of sequence (the GGUF's, as the reference engine takes its config's):
+        # the tokenizer's own says <|im_start|> for the bundled model, which the reference
+        # engine does not stop at.
+        eos = llama_cpp.llama_vocab_eos(vocab)
+        self.stop_ids = self._special_stop_ids(eos if eos >= 0 else None)
         self.path = path
         self.load_seconds = time.perf_counter() - started
         self._start_serving()
