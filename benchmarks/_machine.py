@@ -38,10 +38,10 @@ def cpu() -> str:
 
 
 def describe() -> str:
-    return (
-        f"machine: {platform.machine()}, {os.cpu_count()} cores, {cpu()}, "
-        f"Python {sys.version.split()[0]}"
-    )
+    total = os.cpu_count()
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else total
+    cores = f"{total} cores" if usable == total else f"{usable} of its {total} cores"
+    return f"machine: {platform.machine()}, {cores}, {cpu()}, Python {sys.version.split()[0]}"
 
 
 if __name__ == "__main__":

@@ -726,6 +726,28 @@ def test_a_process_with_a_loaded_engine_exits_cleanly(tmp_path):
     assert done.stdout.count(MODEL) == 2
 
 
+def test_llama_cpp_runs_a_thread_per_core_the_process_may_use():
+    """Pinned to one core (``taskset``, a container's CPU set), the engine runs one thread,
+    not one per core of the machine: its threads spin at every step's barriers."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import os\n"
+        "os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
+        "from workbench.models import get_model\n"
+        f"engine = get_model('{MODEL}?engine=llama.cpp').engine\n"
+        "print(engine.L.llama_n_threads(engine._ctx), engine.L.llama_n_threads_batch(engine._ctx))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["1", "1"]
+    assert len(os.sched_getaffinity(0)) > 1  # this machine has more than the one it was given
+
+
 def test_a_gguf_is_parsed_once_while_loading_and_reads_the_same():
     """transformers parses a GGUF for the config, the tokenizer and the weights (and gguf's
     tensor-name table once per submodule): within `reading_gguf_once` each is built once, from

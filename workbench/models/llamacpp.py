@@ -198,7 +198,7 @@ class LlamaCppEngine(BatchingEngine):
         params.n_batch = params.n_ubatch = max(PREFILL_BATCH, max_batch)
         params.n_seq_max = max_batch + 1
         params.kv_unified = False  # a cache per sequence: see SEQUENCE_CELLS
-        params.n_threads = params.n_threads_batch = os.cpu_count() or 1
+        params.n_threads = params.n_threads_batch = usable_cores()
         self._ctx = llama_cpp.llama_init_from_model(self._model, params)
         if not self._ctx:
             llama_cpp.llama_model_free(self._model)
@@ -551,6 +551,15 @@ def write_gguf_like(base: Path, weights: dict[str, np.ndarray], out: Path) -> No
     writer.close()
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (``taskset``, a container's CPU set), not the
+    machine's: llama.cpp's threads spin at each step's barriers, so one thread too many for
+    the cores it has stalls every step."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
 def quantize(source: Path, target: Path, kind: str) -> None:
     """llama.cpp's own quantiser: ``kind`` is a llama.cpp file type (``Q4_1``, ``Q8_0`` ...)."""
     import llama_cpp
@@ -558,7 +567,7 @@ def quantize(source: Path, target: Path, kind: str) -> None:
     _backend(llama_cpp)
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{kind}")
-    params.nthread = os.cpu_count() or 1
+    params.nthread = usable_cores()
     status = llama_cpp.llama_model_quantize(
         str(source).encode(), str(target).encode(), ctypes.byref(params)
     )
