@@ -4,6 +4,7 @@ Slow: loading the model takes ~20 s and generation runs on the CPU.
 """
 
 import asyncio
+import sys
 from pathlib import Path
 
 import openai
@@ -746,6 +747,22 @@ def test_llama_cpp_runs_a_thread_per_core_the_process_may_use():
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["1", "1"]
     assert len(os.sched_getaffinity(0)) > 1  # this machine has more than the one it was given
+
+
+def test_a_missing_package_is_named_when_the_engine_cannot_load(workbench_home, monkeypatch):
+    """The first load reads the GGUF's tokenizer through transformers, which needs the
+    ``gguf`` package and says so in its own words (an ImportError naming no module): the
+    error names the package and how to install it, not ``None``."""
+    from workbench.errors import WorkbenchError
+    from workbench.models import local
+
+    monkeypatch.setattr(local, "_ENGINES", {})  # not the engine this module loaded
+    monkeypatch.setitem(sys.modules, "gguf", None)  # as if not installed
+    with pytest.raises(WorkbenchError) as failed:
+        local.get_engine("smollm2-135m", engine="llama.cpp")
+    message = str(failed.value)
+    assert "need a package" in message and "gguf" in message and "pip install" in message
+    assert "None" not in message
 
 
 def test_a_gguf_is_parsed_once_while_loading_and_reads_the_same():

@@ -442,9 +442,9 @@ def get_engine(name: str, adapters: tuple[str, ...] = (), engine: str | None = N
                 else:
                     _ENGINES[key] = Engine(name, adapters)
             except ImportError as e:
-                raise WorkbenchError(
-                    f"local models with the {engine} engine need {e.name}: "
-                    "`pip install -e '.[local]'`"
+                raise WorkbenchError(  # e.name is None where a library words it itself
+                    f"local models with the {engine} engine need {e.name or 'a package'} "
+                    f"({e}): `pip install -e '.[local]'`"
                 ) from None
         return _ENGINES[key]
 
