@@ -15,7 +15,7 @@ from workbench.training.grpo import (
     advantages,
     group_traces,
     grpo_loss,
-    kl_k3,
+    kl_on_reference_samples,
     pad_batch,
     token_logps,
 )
@@ -138,13 +138,49 @@ def test_the_kl_term_is_zero_against_itself(tokenizer):
         tokenizer.pad_token_id,
     )
     logps, mask = token_logps(model, batch)
-    assert torch.equal(kl_k3(logps, logps), torch.zeros_like(logps))
+    assert torch.equal(kl_on_reference_samples(logps, logps), torch.zeros_like(logps))
     with_kl, stats = grpo_loss(logps, logps.detach(), batch["advantages"], mask, beta=0.5)
     without, _ = grpo_loss(logps, logps.detach(), batch["advantages"], mask, beta=0.0)
     assert stats["kl"] == 0.0 and stats["clip_ratio"] == 0.0
     assert with_kl.item() == pytest.approx(without.item())
-    # and away from itself it is positive
-    assert kl_k3(logps, logps.detach() + 0.1)[mask.bool()].min() > 0
+    # and away from itself it is positive, either way
+    for moved in (logps.detach() + 0.1, logps.detach() - 0.1):
+        assert kl_on_reference_samples(logps, moved)[mask.bool()].min() > 0
+    # a rollout another model sampled has no estimate: left out, None if none is left
+    _, stats = grpo_loss(
+        logps,
+        logps.detach() + 0.1,
+        batch["advantages"],
+        mask,
+        sampled_by_reference=torch.tensor([True, False]),
+    )
+    _, first = grpo_loss(logps[:1], logps[:1].detach() + 0.1, batch["advantages"][:1], mask[:1])
+    assert stats["kl_rows"] == 1 and stats["kl"] == pytest.approx(first["kl"])
+    _, stats = grpo_loss(
+        logps,
+        logps.detach(),
+        batch["advantages"],
+        mask,
+        sampled_by_reference=torch.tensor([False, False]),
+    )
+    assert stats["kl"] is None
+
+
+def test_the_logged_kl_is_the_kl_from_the_parents_own_samples():
+    """GRPO trains on rollouts the parent sampled while the policy moves away from it: the KL
+    it logs (and weighs by beta) is KL(policy || parent) within sampling error, where TRL's
+    k3 estimate, made for tokens the policy samples, is several times too large here (and
+    grows without bound as the policy learns to avoid a token the parent chose)."""
+    for seed in range(3):
+        torch.manual_seed(seed)
+        parent = torch.log_softmax(torch.randn(50), -1)
+        policy = torch.log_softmax(parent + 1.5 * torch.randn(50), -1)
+        exact = float((policy.exp() * (policy - parent)).sum())
+        tokens = torch.multinomial(parent.exp(), 200_000, replacement=True)  # the parent's
+        ours = float(kl_on_reference_samples(policy[tokens], parent[tokens]).mean())
+        k3 = float((torch.exp(parent - policy) - (parent - policy) - 1)[tokens].mean())
+        assert ours == pytest.approx(exact, rel=0.02)
+        assert k3 > 3 * exact
 
 
 def test_a_grpo_step_raises_the_log_probability_of_the_rewarded_completion(tokenizer):
@@ -238,7 +274,10 @@ async def test_grpo_trains_a_checkpoint_with_a_manifest_and_a_live_reward_curve(
     assert m["hyperparameters"]["beta"] == 0.04 and m["hyperparameters"]["epsilon"] == 0.2
     assert {"torch", "transformers", "trl", "peft"} <= set(m["versions"])
     assert m["metrics"]["steps"] == len(steps) > 0 and m["metrics"]["train_tokens_per_second"]
-    assert {"step", "loss", "reward", "reward_std", "kl", "clip_ratio"} <= set(steps[0])
+    assert {"step", "loss", "reward", "reward_std", "clip_ratio"} <= set(steps[0])
+    # another model sampled these rollouts: no estimate of KL(policy || parent) holds, so none
+    # is shown (the Loop's own rounds, sampled by the parent, log one: tests/test_loop.py)
+    assert "kl" not in steps[0] and m["metrics"]["final_kl"] is None
     curve = training_steps(ckpt.id)
     assert len(curve) == len(steps) and curve["reward"].tolist() == [s["reward"] for s in steps]
     folder = ckpt.path

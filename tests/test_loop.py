@@ -69,6 +69,10 @@ async def test_rounds_train_a_chain_of_checkpoints_each_with_its_held_out_result
     assert chain("tiny") == [(first.id, None), (second.id, first.id)]
     assert workbench.training.get_fork("tiny").head == second.id == result.checkpoint.id
     assert first.method == second.method == method
+    if method == "grpo":  # the fork's own runs: the KL from the parent has an estimate
+        kls = [c.manifest["metrics"]["final_kl"] for c in (first, second)]
+        assert all(c.manifest["data"]["on_policy"] for c in (first, second)), kls
+        assert all(kl is not None and kl >= 0 for kl in kls), kls
     for r, ckpt in ((1, first), (2, second)):
         held_out = ckpt.evals[tiny_loop["heldout_taskset"]]
         assert held_out["round"] == r and held_out["runs"] == 6

@@ -18,11 +18,21 @@ are the infrastructure's failures, not the model's, and are left out before grou
 (:func:`~workbench.training.data.tokenize_conversation`): the loss covers the assistant
 turns and their end-of-turn tokens, never the prompt or tool results. Per token it is PPO's
 clipped surrogate ``-min(r * A, clip(r, 1 - epsilon, 1 + epsilon) * A)`` with
-``r = pi(token) / pi_old(token)``, plus ``beta`` times the k3 estimate of KL(pi || parent)
-(``exp(ref - logp) - (ref - logp) - 1``), averaged over a sequence's tokens and then over
-sequences: TRL's ``GRPOTrainer`` with ``loss_type="grpo"``, so ``epsilon``, ``beta`` and
-``scale_rewards`` mean what they mean there. Log-probabilities are taken at the rollouts'
-sampling temperature (the jobs' own, unless ``temperature`` is given), as TRL does.
+``r = pi(token) / pi_old(token)``, plus ``beta`` times KL(pi || parent), averaged over a
+sequence's tokens and then over sequences: TRL's ``GRPOTrainer`` with ``loss_type="grpo"``,
+so ``epsilon``, ``beta`` and ``scale_rewards`` mean what they mean there. One difference, in
+how the KL is estimated: TRL's tokens come from the policy being trained, and it uses the k3
+estimate ``exp(ref - logp) - (ref - logp) - 1``, unbiased for tokens the policy samples.
+Here every token was sampled by the parent (the reference) and the policy moves away from
+it for a whole epoch; on the parent's tokens k3's mean is not the KL and explodes wherever
+the policy learned to avoid a token the parent chose (a Loop round on the bundled model:
+7 x 10^4 in the batch where one token's log-probability had fallen by 16). So the KL is
+estimated for the parent's samples: ``w log w - w + 1`` with
+``w = pi(token) / parent(token)`` (:func:`kl_on_reference_samples`: never < 0, 0 where they
+agree, the KL in expectation), in the loss and in the logged ``kl``. Where a rollout was not
+sampled by the parent (``on_policy: false``), no estimate holds: the logged ``kl`` leaves
+those rollouts out and is ``None`` where none is left. Log-probabilities are taken at the
+rollouts' sampling temperature (the jobs' own, unless ``temperature`` is given), as TRL does.
 
 **Old and reference policy.** The Loop samples the fork's HEAD, which is the parent of the
 checkpoint being trained. peft initialises LoRA's ``B`` to zero, so before the first update
@@ -218,12 +228,15 @@ def token_logps(
     return logps, mask
 
 
-def kl_k3(logps, ref_logps):
-    """Per-token k3 estimate of KL(policy || reference): 0 where they agree, never < 0."""
+def kl_on_reference_samples(logps, ref_logps):
+    """Per-token estimate of KL(policy || reference) from tokens the *reference* sampled:
+    ``w log w - w + 1``, ``w = policy / reference`` (importance-weighted: its mean under the
+    reference's sampling is the KL). 0 where they agree, never < 0."""
     import torch
 
-    delta = ref_logps - logps
-    return torch.exp(delta) - delta - 1
+    log_w = logps - ref_logps
+    w = torch.exp(log_w)
+    return w * log_w - w + 1
 
 
 def grpo_loss(
@@ -235,24 +248,31 @@ def grpo_loss(
     epsilon: float = 0.2,
     beta: float = 0.0,
     ref_logps=None,
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """TRL's ``loss_type="grpo"``: the clipped surrogate (+ beta * k3 KL) per token, averaged
-    over each sequence's masked tokens, then over sequences. Returns (loss, statistics)."""
+    sampled_by_reference=None,
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """TRL's ``loss_type="grpo"``: the clipped surrogate (+ beta * KL) per token, averaged
+    over each sequence's masked tokens, then over sequences. Returns (loss, statistics):
+    ``kl`` the mean over the rows in ``sampled_by_reference`` (a bool per row; all by default)
+    of their per-token KL, ``None`` if none is, and ``kl_rows`` their count."""
     import torch
 
     adv = advantages_.unsqueeze(1)
     ratio = torch.exp(logps - old_logps)
     clipped = torch.clamp(ratio, 1 - epsilon, 1 + epsilon)
     per_token = -torch.min(ratio * adv, clipped * adv)
-    kl = kl_k3(logps, ref_logps if ref_logps is not None else old_logps)
+    kl = kl_on_reference_samples(logps, ref_logps if ref_logps is not None else old_logps)
     if beta:
         per_token = per_token + beta * kl
     tokens = mask.sum(-1).clamp(min=1.0)
     loss = ((per_token * mask).sum(-1) / tokens).mean()
     with torch.no_grad():
         was_clipped = ((ratio < 1 - epsilon) & (adv < 0)) | ((ratio > 1 + epsilon) & (adv > 0))
+        rows = (kl * mask).sum(-1) / tokens
+        if sampled_by_reference is not None:
+            rows = rows[sampled_by_reference.to(rows.device)]
         stats = {
-            "kl": float(((kl * mask).sum(-1) / tokens).mean()),
+            "kl": float(rows.mean()) if len(rows) else None,
+            "kl_rows": len(rows),
             "clip_ratio": float((was_clipped.float() * mask).sum() / mask.sum().clamp(min=1.0)),
         }
     return loss, stats
@@ -329,6 +349,9 @@ def train_grpo(
                 mask,
                 epsilon=cfg.epsilon,
                 beta=cfg.beta,
+                sampled_by_reference=torch.tensor(
+                    [examples[i].get("sampled_by_parent", True) for i in chunk]
+                ),
             )
             (loss / cfg.grad_accum).backward()
             tokens_seen += int(batch["attention_mask"].sum())
@@ -388,12 +411,19 @@ class _Window:
             "reward": sum(rewards) / len(rewards),
             "reward_std": _std(rewards),
             "advantage": sum(advs) / len(advs),
-            "kl": sum(r[1]["kl"] for r in self.rows) / n,
+            "kl": _weighted_kl(self.rows),
             "clip_ratio": sum(r[1]["clip_ratio"] for r in self.rows) / n,
             "completion_tokens": sum(r[3] for r in self.rows),
         }
         self.rows, self.last = [], row
         return row
+
+
+def _weighted_kl(rows) -> float | None:
+    """The step's KL: over the rollouts the parent sampled, in all its micro-batches."""
+    counted = [(r[1]["kl"], r[1]["kl_rows"]) for r in rows if r[1]["kl_rows"]]
+    n = sum(k for _, k in counted)
+    return sum(kl * k for kl, k in counted) / n if n else None
 
 
 def _std(values: list[float]) -> float:

@@ -101,7 +101,8 @@ def train(
         move_head: point the fork at the new checkpoint (default) or leave HEAD where it is.
         on_step: called after each optimizer step with ``{"step", "epoch", "loss",
             "learning_rate"}``, and for GRPO also ``reward``, ``reward_std``, ``advantage``,
-            ``kl`` and ``clip_ratio``.
+            ``clip_ratio`` and ``kl`` (KL(policy || parent); absent where no rollout of the
+            step was sampled by the parent: :mod:`workbench.training.grpo`).
         **options: :class:`TrainConfig` fields: ``method`` ("sft", "rft" or "grpo"),
             epochs, lr, lora_r, batch_size, beta, ...
     """
@@ -200,7 +201,12 @@ def _select(cfg: TrainConfig, fork_, taskset, jobs, store) -> tuple[dict[str, An
             cfg.temperature = _sampling_temperature(jobs, store)
         dataset = to_dataset(traces)
         examples = [
-            {"messages": m, "advantage": a, "reward": t.reward}
+            {
+                "messages": m,
+                "advantage": a,
+                "reward": t.reward,
+                "sampled_by_parent": _sampled_by_head(t, fork_),
+            }
             for m, (t, a) in zip(dataset["messages"], groups.rollouts, strict=True)
         ]
         data = {**groups.summary(), "temperature": cfg.temperature}
@@ -224,10 +230,13 @@ def _select(cfg: TrainConfig, fork_, taskset, jobs, store) -> tuple[dict[str, An
         "dataset_hash": dataset_hash(dataset),
         "sampled_by": dict(sampled_by),
         # the fork's own runs at its current HEAD: what rft and grpo assume
-        "on_policy": all(
-            t.model.partition("@")[0] == fork_.name and t.checkpoint == fork_.head for t in traces
-        ),
+        "on_policy": all(_sampled_by_head(t, fork_) for t in traces),
     }, examples
+
+
+def _sampled_by_head(trace, fork_) -> bool:
+    """Whether the fork's current HEAD (the parent of what is trained) sampled ``trace``."""
+    return trace.model.partition("@")[0] == fork_.name and trace.checkpoint == fork_.head
 
 
 def _sampling_temperature(jobs: list[str] | None, store: Store) -> float:
