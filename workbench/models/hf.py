@@ -243,7 +243,10 @@ def load_tokenizer(name: str):
     if gguf:
         folder = saved
     if chat_tokenizer.readable(folder):
-        return chat_tokenizer.ChatTokenizer(folder)
+        try:
+            return chat_tokenizer.ChatTokenizer(folder)
+        except ImportError:  # a transformers without its template renderer: its own class
+            pass
     from transformers import AutoTokenizer  # a slow tokenizer, or no tokenizer.json
 
     with quiet_loading():
