@@ -15,7 +15,7 @@ machine; this class reads the same ``tokenizer.json`` with the ``tokenizers`` li
 transformers' own renderer, so prompts are the same tokens and texts the same strings (a
 test compares both with ``AutoTokenizer`` on the bundled model). It implements only what
 the engines call: ``apply_chat_template`` (no tokenising, no tools), ``__call__``,
-``decode``, ``convert_tokens_to_ids`` and the special tokens' names and ids.
+``decode``, ``convert_tokens_to_ids``, ``unk_token_id`` and the special tokens' names.
 """
 
 from __future__ import annotations
@@ -87,20 +87,8 @@ class ChatTokenizer:
         return None if token is None else self._tokenizer.token_to_id(token)
 
     @property
-    def eos_token(self) -> str | None:
-        return self.special_tokens_map.get("eos_token")
-
-    @property
-    def eos_token_id(self) -> int | None:
-        return self._id("eos_token")
-
-    @property
     def unk_token_id(self) -> int | None:
         return self._id("unk_token")
-
-    @property
-    def pad_token_id(self) -> int | None:
-        return self._id("pad_token")
 
     def convert_tokens_to_ids(self, token: str) -> int | None:
         found = self._tokenizer.token_to_id(token)
@@ -133,7 +121,7 @@ class ChatTokenizer:
 
     def __call__(self, text: str, *, add_special_tokens: bool = True) -> dict[str, list[int]]:
         encoding = self._tokenizer.encode(text, add_special_tokens=add_special_tokens)
-        return {"input_ids": encoding.ids, "attention_mask": encoding.attention_mask}
+        return {"input_ids": encoding.ids}
 
     def decode(self, ids: list[int], *, skip_special_tokens: bool = False) -> str:
         text = self._tokenizer.decode(list(ids), skip_special_tokens=skip_special_tokens)
@@ -141,9 +129,6 @@ class ChatTokenizer:
             for before, after in _CLEAN_UP:
                 text = text.replace(before, after)
         return text
-
-    def __len__(self) -> int:
-        return self._tokenizer.get_vocab_size(with_added_tokens=True)
 
 
 def _chat_template(folder: Path, config: dict[str, Any]) -> str | None:
