@@ -226,3 +226,48 @@ def test_runs_of_two_checkpoints_of_a_fork_are_never_pooled(store):
         compare("my-fork", "my-fork@c2", taskset="six")
     c = compare("my-fork@c1", "my-fork@c2", taskset="six")
     assert c.diff == pytest.approx(1 / 3) and c.flipped_up == ["t2", "t3", "t5"]
+
+
+def test_no_task_changed_is_an_interval_around_zero_not_the_point_zero(store):
+    same = {f"t{i}": [i % 2] for i in range(10)}
+    store_runs(store, "model-a", same, taskset="same")
+    store_runs(store, "model-b", same, taskset="same")
+    c = compare("model-a", "model-b", taskset="same")
+    assert c.diff == 0 and c.low < -0.1 and c.high > 0.1 and c.better is None
+    assert "b - a: +0% [-20%, +20%]" in c.summary
+
+
+async def test_a_model_is_never_compared_pooled_over_jobs_of_different_settings(toy, store):
+    ts = Taskset("toy", [toy.task("count", target=t) for t in (1, 2, 3)])
+    await workbench.evaluate(ts, "scripted:expert")
+    short = await workbench.evaluate(ts, "scripted:expert", group_size=3, max_steps=2)
+    looper = await workbench.evaluate(ts, "scripted:looper")
+    with pytest.raises(WorkbenchError, match="different settings .group 1 · 10 steps; group 3"):
+        compare("scripted:looper", "scripted:expert", taskset="toy")
+    by_job = compare(looper, short)  # one experiment each: a comparison
+    assert by_job.n_tasks == 3
+
+
+def test_a_jobs_runs_of_two_checkpoints_are_two_rows(store):
+    from workbench.leaderboard import job_cells, leaderboard_from_cells
+
+    # the job stopped after the first run of each task; HEAD moved; it resumed
+    store_runs(store, "my-fork", SIX_A, taskset="six", checkpoint="c1aaaaaa", job_id="j1")
+    second = {task: [None, *results] for task, results in SIX_B.items()}  # group index 1
+    store.add_traces(
+        Trace(
+            job_id="j1",
+            taskset="six",
+            task=t,
+            model="my-fork",
+            group_index=1,
+            reward=float(r[1]),
+            checkpoint="c2bbbbbb",
+        )
+        for t, r in second.items()
+    )
+    board = leaderboard_from_cells(job_cells(store, "j1")).set_index("model")
+    assert board["success_rate"].to_dict() == {
+        "my-fork@c2bbbbbb": pytest.approx(5 / 6),
+        "my-fork@c1aaaaaa": pytest.approx(3 / 6),
+    }

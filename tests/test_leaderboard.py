@@ -430,3 +430,40 @@ def test_the_taskset_leaderboard_never_pools_jobs_of_different_settings(workbenc
     assert pass3.notna()["scripted:weak · group 3"] and pass3.isna()["scripted:weak · group 1"]
     shown = run_cli("leaderboard", "shop-basics")
     assert "scripted:weak · group 3" in shown.stdout and "scripted:weak · group 1" in shown.stdout
+
+
+def test_a_mean_reward_that_never_varied_is_not_proved_exact():
+    """Two runs that both scored 1.0 do not prove the mean reward is exactly 1: with 0/1
+    rewards the reward interval is the success rate's, one run per task or several."""
+    two = pd.concat([runs("m", "t1", [1.0]), runs("m", "t2", [1.0])])
+    forty = pd.concat([runs("m", f"t{i}", [1.0] * 4) for i in range(10)])
+    for frame in (two, forty):
+        row = leaderboard(frame).iloc[0]
+        assert row["mean_reward"] == 1.0 and row["reward_high"] == 1.0
+        assert row["reward_low"] == pytest.approx(row["success_low"]) and row["reward_low"] < 0.7
+    mean, low, high = mean_interval([0.5] * 10)  # a partial credit every time
+    assert low < 0.5 < high
+
+
+def test_models_with_equal_results_are_ranked_by_name_however_their_sums_were_added():
+    # 0.1 + 0.1 + 0.4 and 0.4 + 0.1 + 0.1 differ in the last bit of a float
+    b = [runs("b-model", f"t{i}", [r]) for i, r in enumerate((0.1, 0.1, 0.4))]
+    a = [runs("a-model", f"t{i}", [r]) for i, r in enumerate((0.4, 0.1, 0.1))]
+    assert list(leaderboard(pd.concat([*b, *a]))["model"]) == ["a-model", "b-model"]
+
+
+def test_a_rate_reads_100_or_0_percent_only_when_it_is(workbench_home):
+    from conftest import run_cli
+
+    from workbench.formatting import percent, reward
+    from workbench.traces import Trace
+
+    assert percent(249 / 250) == "99.6%" and percent(1.0) == "100%" and percent(1 / 500) == "0.2%"
+    assert percent(0.42) == "42%" and percent(0.004, signed=True) == "+0.4%"
+    assert percent(0.0, signed=True) == "+0%" and reward(0.996) == "0.996" and reward(1.0) == "1.00"
+    store = workbench.get_store()
+    store.add_traces(
+        Trace(taskset="big", task=f"t{i}", model="nearly", reward=float(i > 0)) for i in range(250)
+    )
+    shown = run_cli("leaderboard", "big").stdout
+    assert "99.6% [" in shown and "100%" not in shown.split("99.6%")[1].split("]")[0].split(",")[0]

@@ -22,6 +22,7 @@ import traitlets
 
 import workbench
 from workbench import Comparison, Store, WorkbenchError
+from workbench.formatting import percent
 
 from ._live import error_html, note_html, stylesheet
 from .table import Table
@@ -38,9 +39,9 @@ def comparison_rows(comparison: Comparison) -> list[dict]:
             {
                 "key": str(r["task"]),
                 "task": str(r["task"]),
-                "a": f"{r['a_rate']:.0%} of {int(r['a_runs'])}",
-                "b": f"{r['b_rate']:.0%} of {int(r['b_runs'])}",
-                "diff": f"{r['diff']:+.0%}",
+                "a": f"{percent(r['a_rate'])} of {int(r['a_runs'])}",
+                "b": f"{percent(r['b_rate'])} of {int(r['b_runs'])}",
+                "diff": percent(r["diff"], signed=True),
                 "flip": flip.get(r["flip"], ""),
                 "_diff": None if r["diff"] == 0 else (float(r["diff"]) + 1) / 2,
                 "_class": f"wb-flip-{r['flip']}" if r["flip"] else "",
@@ -143,7 +144,8 @@ class CompareView(w.VBox):
         left = f" · left out: {found.only_a} tasks only a ran, {found.only_b} only b ran"
         self.verdict.value = (
             f'<div class="wb-note">a: <b>{html.escape(found.a)}</b>, success '
-            f"{found.a_rate:.0%} · b: <b>{html.escape(found.b)}</b>, success {found.b_rate:.0%}"
+            f"{percent(found.a_rate)} · b: <b>{html.escape(found.b)}</b>, success "
+            f"{percent(found.b_rate)}"
             f"</div><span class='wb-badge {kind}'>{html.escape(found.summary)}</span>"
             f"<div class='wb-note'>flipped up: {len(found.flipped_up)} · flipped down: "
             f"{len(found.flipped_down)}{left if found.only_a or found.only_b else ''}</div>"

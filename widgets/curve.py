@@ -22,6 +22,7 @@ import traitlets
 
 import workbench
 from workbench import Store, WorkbenchError
+from workbench.formatting import percent, rate_interval
 from workbench.training import checkpoints, list_forks
 
 from ._live import error_html, note_html, stylesheet
@@ -141,13 +142,13 @@ def _table_html(curve: pd.DataFrame) -> str:
     rows, previous = [], None
     for r in curve.to_dict("records"):
         rate = r["success_rate"]
-        change = "" if previous is None else f"{rate - previous:+.0%}"
+        change = "" if previous is None else percent(rate - previous, signed=True)
         previous = rate
         cells = [
             str(r["round"]),
             html.escape(str(r["checkpoint"])),
             str(r["runs"]),
-            f"{rate:.0%} [{r['success_low']:.0%}, {r['success_high']:.0%}]",
+            rate_interval(rate, r["success_low"], r["success_high"]),
             change,
         ]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")

@@ -35,6 +35,8 @@ import traitlets
 import workbench
 from workbench import Job, JobFinished, RunFinished, Store, Taskset, Trace
 from workbench.export import FORMATS, export_leaderboard
+from workbench.formatting import percent as rate_text
+from workbench.formatting import rate_interval, reward, reward_interval
 from workbench.leaderboard import (
     CELL_COLUMNS,
     SETTINGS,  # the settings that make two jobs different experiments
@@ -75,8 +77,8 @@ def _interval(value: float, low: float, high: float, percent: bool) -> str:
     if pd.isna(value):
         return ""
     if percent:
-        return f"{value:.0%} [{low:.0%}, {high:.0%}]"
-    return f"{value:.2f} [{low:.2f}, {high:.2f}]"
+        return rate_interval(value, low, high)
+    return reward_interval(value, low, high)
 
 
 def board_html(board: pd.DataFrame) -> str:
@@ -94,7 +96,7 @@ def board_html(board: pd.DataFrame) -> str:
             str(r["runs"]),
             _interval(r["success_rate"], r["success_low"], r["success_high"], True),
             _interval(r["mean_reward"], r["reward_low"], r["reward_high"], False),
-            *("" if pd.isna(r[p]) else f"{r[p]:.2f}" for p in passes),
+            *("" if pd.isna(r[p]) else reward(r[p]) for p in passes),
             str(r["failures"]),
             str(r["errors"]),
             str(r["timeouts"]),
@@ -408,7 +410,7 @@ class Leaderboard(w.VBox):
                 "arrayminus": list(board["success_rate"] - board["success_low"]),
                 "color": "#98a2b3",
             }
-            bar.text = [f"{v:.0%}" for v in board["success_rate"]]
+            bar.text = [rate_text(v) for v in board["success_rate"]]
         with self.heatmap.batch_update():
             heat = self.heatmap.data[0]
             if self.tasks.empty:

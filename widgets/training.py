@@ -36,6 +36,7 @@ import traitlets
 
 import workbench
 from workbench import Job, JobFinished, Store, WorkbenchError
+from workbench.formatting import percent, rate_interval
 from workbench.tasks import builtin_tasksets
 from workbench.training import METHODS, TrainConfig, checkpoints, list_forks, select_traces
 from workbench.training.registry import BASE_MODELS, get_fork, record_eval
@@ -428,7 +429,7 @@ class TrainingPanel(w.VBox):
             record_eval(model, checkpoint, taskset, results, self._store)
         self.status = (
             f"{model}{'@' + checkpoint if checkpoint else ' (base)'} on {taskset}: "
-            f"{row['success_rate']:.0%} [{row['success_low']:.0%}, {row['success_high']:.0%}] "
+            f"{rate_interval(row['success_rate'], row['success_low'], row['success_high'])} "
             f"over {row['runs']} runs (job {job.id})"
         )
         if model == self.model:
@@ -492,8 +493,8 @@ class TrainingPanel(w.VBox):
                     rate = result.get("success_rate")
                     if rate is not None:
                         low, high = result.get("success_low"), result.get("success_high")
-                        interval = f" [{low:.0%}, {high:.0%}]" if low is not None else ""
-                        label += f" · {taskset}: {rate:.0%}{interval}"
+                        interval = f" [{percent(low)}, {percent(high)}]" if low is not None else ""
+                        label += f" · {taskset}: {percent(rate)}{interval}"
                 options.append((label, c.id))
                 walk(c.id, depth + 1)
 

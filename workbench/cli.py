@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from rich.progress import (
 from rich.table import Table
 
 from workbench.errors import OptionsError, WorkbenchError, missing_extra
+from workbench.formatting import percent, rate_interval, reward, reward_interval
 
 app = typer.Typer(
     help="Workbench: evaluate agents on tasksets, read their traces, rank models.",
@@ -227,8 +229,8 @@ def _leaderboard_table(df, title: str) -> Table:
         table.add_row(
             r["model"],
             str(r["runs"]),
-            f"{r['success_rate']:.0%} [{r['success_low']:.0%}, {r['success_high']:.0%}]",
-            f"{r['mean_reward']:.2f} [{r['reward_low']:.2f}, {r['reward_high']:.2f}]",
+            rate_interval(r["success_rate"], r["success_low"], r["success_high"]),
+            reward_interval(r["mean_reward"], r["reward_low"], r["reward_high"]),
             *[_fmt(r[c]) for c in pass_cols],
             str(r["errors"]),
             str(r["timeouts"]),
@@ -237,7 +239,7 @@ def _leaderboard_table(df, title: str) -> Table:
 
 
 def _fmt(value) -> str:
-    return "–" if value is None or value != value else f"{value:.2f}"
+    return reward(value)
 
 
 @app.command("leaderboard")
@@ -248,13 +250,18 @@ def leaderboard_command(
 ) -> None:
     """Rank every model evaluated on a taskset (all its jobs, or one). Runs of jobs with
     different settings, or of a fork's different checkpoints, get rows of their own."""
-    from workbench.leaderboard import leaderboard_from_cells, per_task_from_cells, taskset_cells
+    from workbench.leaderboard import (
+        job_cells,
+        leaderboard_from_cells,
+        per_task_from_cells,
+        taskset_cells,
+    )
     from workbench.store import get_store
 
     store = get_store()
     job_id = store.get_job(job)["id"] if job else None
     if job_id:
-        cells = store.run_cells(job_id=job_id, by=["model", "task"])
+        cells = job_cells(store, job_id)
     else:
         cells = taskset_cells(store, taskset)
     if cells.empty:
@@ -270,8 +277,8 @@ def leaderboard_command(
                 r["model"],
                 r["task"],
                 str(r["runs"]),
-                f"{r['success_rate']:.0%}",
-                f"{r['mean_reward']:.2f}",
+                percent(r["success_rate"]),
+                reward(r["mean_reward"]),
                 str(r["errors"]),
                 str(r["timeouts"]),
             )
@@ -340,7 +347,7 @@ def jobs_command(
                 r["task"],
                 r["model"],
                 str(r["group_index"]),
-                f"{r['reward']:.2f}",
+                reward(r["reward"]),
                 r["stop_reason"],
                 str(r["steps"]),
             )
@@ -361,7 +368,7 @@ def jobs_command(
             r["status"],
             f"{r['done']}/{r['total']}",
             str(r["errors"]),
-            "–" if mean is None or mean != mean else f"{mean:.2f}",
+            reward(mean),
             str(r["created_at"])[:19],
         )
     console.print(table)
@@ -373,6 +380,17 @@ def jobs_command(
         )
 
 
+# Terminal control characters but tab and newline (C0, DEL, C1): in a model's or a tool's
+# text they could clear the screen, rewrite the printed reward or set the clipboard.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _shown(value: object) -> str:
+    """Text from a run, safe to print: rich markup escaped, and control characters (ESC
+    ...) shown as escapes (``\\x1b``), never sent to the terminal."""
+    return escape(_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(value)))
+
+
 @app.command("trace")
 def trace_command(trace_id: str = typer.Argument(..., help="Trace id or unique prefix.")) -> None:
     """Show one run: the conversation, tool calls and results, reward and stop reason."""
@@ -381,25 +399,27 @@ def trace_command(trace_id: str = typer.Argument(..., help="Trace id or unique p
     trace = get_store().get_trace(trace_id)
     seconds = f"{trace.seconds:.2f}s" if trace.seconds is not None else "–"
     console.print(
-        f"[bold]trace {trace.id}[/]  task [bold]{trace.task}[/] ({trace.env}/{trace.scenario}) "
-        f"model [bold]{trace.model}[/]"
-        + (f"@{trace.checkpoint}" if trace.checkpoint else "")
+        f"[bold]trace {trace.id}[/]  task [bold]{_shown(trace.task)}[/] "
+        f"({_shown(trace.env)}/{_shown(trace.scenario)}) model [bold]{_shown(trace.model)}[/]"
+        + (f"@{_shown(trace.checkpoint)}" if trace.checkpoint else "")
         + f" group {trace.group_index} job {trace.job_id or '–'}"
     )
     styles = {"system": "dim", "user": "cyan", "assistant": "green", "tool": "yellow"}
     for message in trace.messages:
         role = message.get("role", "?")
-        body = escape(str(message.get("content") or ""))
+        body = _shown(message.get("content") or "")
         for call in message.get("tool_calls") or []:
             fn = call.get("function", {})
-            body += f"\n→ [bold]{escape(fn.get('name', ''))}[/]({escape(fn.get('arguments', ''))})"
+            body += f"\n→ [bold]{_shown(fn.get('name', ''))}[/]({_shown(fn.get('arguments', ''))})"
         title = role
         if role == "tool":
             record = next(
                 (t for t in trace.tool_calls if t.id == message.get("tool_call_id")), None
             )
             if record is not None:
-                title = f"tool · {record.name}" + (" · [red]error[/]" if record.error else "")
+                title = f"tool · {_shown(record.name)}" + (
+                    " · [red]error[/]" if record.error else ""
+                )
         console.print(
             Panel(
                 body.strip() or "[dim](empty)[/]",
@@ -410,13 +430,13 @@ def trace_command(trace_id: str = typer.Argument(..., help="Trace id or unique p
         )
     verdict = "[green]success[/]" if trace.success else "[red]no success[/]"
     console.print(
-        f"reward [bold]{trace.reward:.2f}[/] ({verdict})  stop [bold]{trace.stop_reason}[/]  "
+        f"reward [bold]{reward(trace.reward)}[/] ({verdict})  stop [bold]{trace.stop_reason}[/]  "
         f"steps {trace.steps}  time {seconds}"
     )
     if trace.info:
-        console.print(f"info {escape(json.dumps(trace.info))}")
+        console.print(f"info {_shown(json.dumps(trace.info, default=str))}")
     if trace.error_type:
-        console.print(f"[red]{trace.error_type}: {escape(trace.error_message or '')}[/]")
+        console.print(f"[red]{_shown(trace.error_type)}: {_shown(trace.error_message or '')}[/]")
 
 
 # -- models and training ------------------------------------------------------------------
@@ -507,7 +527,7 @@ def models_checkpoints(name: str = typer.Argument(..., help="A fork.")) -> None:
     nodes = {None: root}
     for c in ckpts:  # oldest first: parents come before children
         m = c.metrics
-        evals = " ".join(f"{ts}: {r.get('success_rate', 0):.0%}" for ts, r in c.evals.items())
+        evals = " ".join(f"{ts}: {percent(r.get('success_rate'))}" for ts, r in c.evals.items())
         label = (
             f"{c.id}  {c.method} on {c.manifest['data']['traces']} traces · "
             f"loss {m.get('final_loss')} · {m.get('steps')} steps"

@@ -32,8 +32,15 @@ import numpy as np
 import pandas as pd
 
 from workbench.errors import NotFoundError, WorkbenchError
+from workbench.formatting import percent
 from workbench.jobs import Job
-from workbench.leaderboard import paired_interval
+from workbench.leaderboard import (
+    SETTINGS,
+    job_cells,
+    job_settings,
+    paired_interval,
+    varying_settings,
+)
 from workbench.store import Store, get_store
 from workbench.tasks import Taskset
 
@@ -74,14 +81,15 @@ class Comparison:
     def summary(self) -> str:
         """One line: the difference, its interval and the verdict."""
         return (
-            f"b - a: {self.diff:+.0%} [{self.low:+.0%}, {self.high:+.0%}] "
+            f"b - a: {percent(self.diff, signed=True)} [{percent(self.low, signed=True)}, "
+            f"{percent(self.high, signed=True)}] "
             f"(paired 95% CI, {self.n_tasks} common tasks): {self.verdict}"
         )
 
     def __str__(self) -> str:
         lines = [
-            f"a: {self.a}, success {self.a_rate:.0%}",
-            f"b: {self.b}, success {self.b_rate:.0%}",
+            f"a: {self.a}, success {percent(self.a_rate)}",
+            f"b: {self.b}, success {percent(self.b_rate)}",
             self.summary,
             f"flipped up ({len(self.flipped_up)}, failed -> succeeded): "
             + (", ".join(self.flipped_up) or "none"),
@@ -139,7 +147,7 @@ def _cells(side: dict[str, Any], taskset: str | None, store: Store) -> tuple[str
     """A side's label and its runs summed per task (runs, successes, ...)."""
     if "job" in side:
         job_id = side["job"]
-        cells = store.run_cells(job_id=job_id, by=["model", "task"])
+        cells = job_cells(store, job_id)
         models = sorted(cells["model"].unique()) if len(cells) else side["models"]
         if len(models) != 1:
             raise WorkbenchError(
@@ -155,7 +163,7 @@ def _cells(side: dict[str, Any], taskset: str | None, store: Store) -> tuple[str
             f"which taskset should '{model}' be compared on? give one (--taskset T)"
         )
     name, _, pinned = model.partition("@")
-    by = ["model", "checkpoint", "task"]
+    by = ["model", "checkpoint", "job_id", "task"]
     cells = store.run_cells(taskset=taskset, models=sorted({model, name}), by=by)
     if pinned:  # runs of NAME@CKPT, or of NAME while CKPT was its HEAD
         ckpt = cells["checkpoint"].fillna("").astype(str)
@@ -172,7 +180,19 @@ def _cells(side: dict[str, Any], taskset: str | None, store: Store) -> tuple[str
             f"runs of '{model}' on '{taskset}' come from several checkpoints ({names}): "
             f"name one as {name}@CHECKPOINT"
         )
-    return model, cells
+    jobs = cells["job_id"].astype(object).where(cells["job_id"].notna(), None).unique()
+    settings = job_settings(store, jobs)
+    varying = varying_settings(settings)
+    if varying:  # e.g. group 1 x 10 steps and group 3 x 2 steps: two experiments
+        kinds = sorted(
+            {" · ".join(SETTINGS[k].format(s.get(k)) for k in varying) for s in settings.values()}
+        )
+        raise WorkbenchError(
+            f"runs of '{model}' on '{taskset}' come from jobs with different settings "
+            f"({'; '.join(kinds)}): compare one job's runs by its id "
+            "(`workbench jobs` lists them)"
+        )
+    return model, cells.drop(columns=["job_id"])
 
 
 def compare_cells(
@@ -206,7 +226,9 @@ def compare_cells(
         .drop(columns=["_order", "_size"])
         .reset_index(drop=True)[PER_TASK_COLUMNS]
     )
-    diff, low, high = paired_interval(table["diff"])
+    # The smallest change a task's rate can show: 1 with one run per side, 1/k with k runs.
+    step = 1.0 / max(int(table["a_runs"].max()), int(table["b_runs"].max()), 1)
+    diff, low, high = paired_interval(table["diff"], step=step)
     better = None
     if low > 0 or high < 0:
         better = diff > 0
@@ -245,8 +267,8 @@ def render_comparison(c: Comparison, *, max_rows: int = 20) -> Any:
 
     style = {True: "bold green", False: "bold red"}.get(c.better, "yellow")
     parts: list[Any] = [
-        Text.assemble("a: ", (c.a, "bold"), f", success {c.a_rate:.0%}"),
-        Text.assemble("b: ", (c.b, "bold"), f", success {c.b_rate:.0%}"),
+        Text.assemble("a: ", (c.a, "bold"), f", success {percent(c.a_rate)}"),
+        Text.assemble("b: ", (c.b, "bold"), f", success {percent(c.b_rate)}"),
         Text(c.summary, style=style),
     ]
     if c.only_a or c.only_b:
@@ -266,9 +288,9 @@ def render_comparison(c: Comparison, *, max_rows: int = 20) -> Any:
         flip = {"up": "[green]up[/]", "down": "[red]down[/]"}.get(r["flip"], "")
         table.add_row(
             escape(r["task"]),
-            f"{r['a_rate']:.0%} of {r['a_runs']}",
-            f"{r['b_rate']:.0%} of {r['b_runs']}",
-            f"{r['diff']:+.0%}",
+            f"{percent(r['a_rate'])} of {r['a_runs']}",
+            f"{percent(r['b_rate'])} of {r['b_runs']}",
+            percent(r["diff"], signed=True),
             flip,
         )
     if len(c.per_task) > len(shown):

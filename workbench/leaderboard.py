@@ -41,7 +41,10 @@ s_i successes and reward sum r_i, N = sum n_i:
   interval takes the worst case, ``n_eff = T`` (one observation per task).
   The mean reward ``m = sum r_i / N`` gets the same sandwich variance with r_i in place of
   s_i, never below the variance of independent runs, and a t interval (T - 1 df) clipped
-  to [0, 1].
+  to [0, 1]. When every reward is the same (all 1.0, say) there is no spread to estimate:
+  as for success, the worst case, the Wilson interval at ``p = m`` with one observation
+  per task (with independent runs, one per run), so that 0/1 rewards get exactly the
+  success rate's interval and two runs never prove a mean of exactly 1.
 
 So with runs of a task perfectly correlated (each task all-pass or all-fail), an interval
 from T tasks x k runs is about as wide as one from T runs, not T x k; with one run per task
@@ -156,7 +159,26 @@ def _t_interval(
     few = n < 2
     low = np.where(few, 0.0, np.clip(mean - half, 0.0, 1.0))
     high = np.where(few, 1.0, np.clip(mean + half, 0.0, 1.0))
-    return mean, low, high
+    # Every value equal: no spread was seen, which is no proof there is none.
+    flat_low, flat_high = _no_spread(mean, n, 1.96)
+    flat = ~few & _flat(var, mean)
+    return mean, np.where(flat, flat_low, low), np.where(flat, flat_high, high)
+
+
+def _flat(var: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """Groups whose values were all equal (up to the rounding of their sums)."""
+    with np.errstate(invalid="ignore"):
+        return var <= 1e-12 * np.maximum(mean * mean, 1e-12)
+
+
+def _no_spread(
+    mean: np.ndarray, n: np.ndarray, z: float | np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The interval of a mean of values in [0, 1] that all came out equal: the worst case,
+    the values' spread as large as a variable in [0, 1] with that mean can have (a 0/1
+    variable: the Wilson interval at ``p = mean``). For 0/1 rewards it is exactly the
+    success rate's interval."""
+    return _wilson(np.clip(mean, 0.0, 1.0) * n, n, z)
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -174,7 +196,10 @@ def mean_interval(values: Iterable[float]) -> tuple[float, float, float]:
     """Mean of rewards in [0, 1] and its 95% Student-t interval, clipped into [0, 1].
 
     With fewer than two values there is no spread to estimate, so the interval is the
-    whole reward range ``(0.0, 1.0)``; the mean of no values is NaN.
+    whole reward range ``(0.0, 1.0)``; the mean of no values is NaN. When every value is
+    the same the sample shows no spread, which does not prove there is none: the interval
+    is then the worst case for values in [0, 1] with that mean (for 0/1 rewards, the
+    Wilson interval of the success rate), never a point.
     """
     arr = np.asarray(list(values) if not isinstance(values, np.ndarray) else values, dtype=float)
     arr = arr.ravel()
@@ -215,12 +240,18 @@ def _clustered_mean(
     """
     n = np.asarray(n, dtype=np.float64)
     tasks = np.asarray(tasks, dtype=np.float64)
+    z = _t975(np.maximum(tasks - 1, 1))
     with np.errstate(divide="ignore", invalid="ignore"):
         mean = total / n
-        naive = np.maximum(total_sq - n * mean * mean, 0.0) / (n - 1.0) / n
+        spread = np.maximum(total_sq - n * mean * mean, 0.0) / (n - 1.0)
+        naive = spread / n
         clustered = tasks / (tasks - 1.0) * dev_sq / (n * n)
-        half = _t975(np.maximum(tasks - 1, 1)) * np.sqrt(np.maximum(clustered, naive))
-    return mean, np.clip(mean - half, 0.0, 1.0), np.clip(mean + half, 0.0, 1.0)
+        half = z * np.sqrt(np.maximum(clustered, naive))
+    # Every reward equal: the worst case, one observation per task (as for success).
+    flat_low, flat_high = _no_spread(mean, tasks, z)
+    flat = _flat(spread, mean)
+    low = np.where(flat, flat_low, np.clip(mean - half, 0.0, 1.0))
+    return mean, low, np.where(flat, flat_high, np.clip(mean + half, 0.0, 1.0))
 
 
 def clustered_success_interval(
@@ -273,7 +304,7 @@ def clustered_mean_interval(rewards: Iterable[Iterable[float]]) -> tuple[float, 
     return float(mean[0]), float(low[0]), float(high[0])
 
 
-def paired_interval(differences: Iterable[float]) -> tuple[float, float, float]:
+def paired_interval(differences: Iterable[float], step: float = 1.0) -> tuple[float, float, float]:
     """Mean of paired per-task differences (each in [-1, 1]) with its 95% Student-t
     interval (n - 1 df), clipped to [-1, 1]: ``(mean, low, high)``.
 
@@ -283,7 +314,9 @@ def paired_interval(differences: Iterable[float]) -> tuple[float, float, float]:
     that of the differences plus one task that moved the other way by as much (n df): the
     least disagreement the data could have shown. With one run per task, it takes five
     tasks that all flipped the same way for the interval to exclude 0 (the sign test
-    needs six).
+    needs six). When no task moved at all, that task moves by ``step``, the smallest
+    change a task's rate can show (1 with one run per task per side; 1/k with k runs), so
+    "no difference on 10 tasks" is an interval around 0, not the point 0.
     """
     d = np.asarray(list(differences), dtype=np.float64)
     if d.size == 0:
@@ -293,7 +326,7 @@ def paired_interval(differences: Iterable[float]) -> tuple[float, float, float]:
         return mean, -1.0, 1.0
     df = d.size - 1
     if np.ptp(d) == 0.0:  # not std() == 0: the mean of equal floats can be off by an ulp
-        d, df = np.append(d, -d[0]), d.size
+        d, df = np.append(d, -d[0] if d[0] != 0.0 else abs(step)), d.size
     half = float(_t975(np.array([df]))[0]) * float(d.std(ddof=1)) / math.sqrt(d.size)
     return mean, max(mean - half, -1.0), min(mean + half, 1.0)
 
@@ -500,8 +533,13 @@ def leaderboard_from_cells(cells: pd.DataFrame, by: str | list[str] = "model") -
             passes[f"pass@{k}"] = np.where(counted > 0, total / counted, np.nan)
     board = pd.concat([board, pd.DataFrame(passes, index=board.index)], axis=1)
 
-    order = board.sort_values(
-        ["success_rate", "mean_reward", *by_cols],
+    # Ties broken by name: rates are compared rounded, as equal rewards summed in another
+    # order can differ in the last bit (0.19999999999999998 against 0.20000000000000004).
+    keys = board.assign(
+        _rate=board["success_rate"].round(12), _reward=board["mean_reward"].round(12)
+    )
+    order = keys.sort_values(
+        ["_rate", "_reward", *by_cols],
         ascending=[False, False, *([True] * len(by_cols))],
         kind="mergesort",
         na_position="last",
@@ -533,6 +571,43 @@ SETTINGS = {
 }
 
 
+def job_cells(store, job_id: str) -> pd.DataFrame:
+    """A job's stored runs summed per (model, task). A model whose runs come from several
+    checkpoints (a fork whose HEAD moved while the job was stopped) gets a row per
+    checkpoint, ``my-fork@ckpt``, as on the taskset's board: never pooled silently."""
+    cells = store.run_cells(job_id=job_id, by=["model", "checkpoint", "task"])
+    if cells.empty:
+        return cells.drop(columns=["checkpoint"])
+    checkpoint = cells["checkpoint"].astype(object).where(cells["checkpoint"].notna(), None)
+    several = checkpoint.groupby(cells["model"]).nunique(dropna=False)
+    split = set(several[several > 1].index)
+    cells["model"] = [
+        str(model) if model not in split else f"{model}@{ckpt}" if ckpt else f"{model} (base)"
+        for model, ckpt in zip(cells["model"], checkpoint, strict=True)
+    ]
+    return merge_cells(cells.drop(columns=["checkpoint"]), ["model", "task"])
+
+
+def job_settings(store, job_ids: Iterable[str | None]) -> dict[str | None, dict]:
+    """The settings (:data:`SETTINGS`) of each job; ``{}`` for runs made outside a job (or
+    of a job no longer stored)."""
+    from workbench.errors import NotFoundError
+
+    settings: dict[str | None, dict] = {}
+    for job_id in job_ids:
+        try:
+            config = store.get_job(job_id)["config"] if job_id else {}
+        except NotFoundError:
+            config = {}
+        settings[job_id] = {k: config.get(k) for k in SETTINGS} if config else {}
+    return settings
+
+
+def varying_settings(settings: dict[str | None, dict]) -> list[str]:
+    """The settings whose values differ between these jobs."""
+    return [k for k in SETTINGS if len({str(s.get(k)) for s in settings.values()}) > 1]
+
+
 def taskset_cells(store, taskset: str) -> pd.DataFrame:
     """A taskset's stored runs summed per (row, task), where a row is a model, split by job
     settings when its jobs' settings differ (``scripted:weak · group 4``) and by checkpoint
@@ -544,18 +619,12 @@ def taskset_cells(store, taskset: str) -> pd.DataFrame:
     cells = store.run_cells(taskset=taskset, by=["model", "checkpoint", "job_id", "task"])
     if cells.empty:
         return cells
-    settings = {
-        job_id: {k: store.get_job(job_id)["config"].get(k) for k in SETTINGS}
-        for job_id in jobs["id"]
-    }
+    settings = job_settings(store, jobs["id"])
     for column in ("checkpoint", "job_id"):  # None, not NaN: NaN != NaN as a key
         cells[column] = cells[column].astype(object).where(cells[column].notna(), None)
     labels = {}
     for model, rows in cells.groupby("model", sort=False):
-        jobs_of_model = rows["job_id"].unique()
-        varying = [
-            k for k in SETTINGS if len({str(settings.get(j, {}).get(k)) for j in jobs_of_model}) > 1
-        ]
+        varying = varying_settings({j: settings.get(j, {}) for j in rows["job_id"].unique()})
         several = rows["checkpoint"].nunique(dropna=False) > 1
         for key in rows[["checkpoint", "job_id"]].drop_duplicates().itertuples(index=False):
             label = str(model)

@@ -49,6 +49,7 @@ import pydantic
 from workbench import config
 from workbench.compare import Comparison, compare
 from workbench.errors import OptionsError, WorkbenchError, one_line
+from workbench.formatting import percent, rate_interval
 from workbench.jobs import Job, create_job, evaluate, load_job, progress_bar, run_job
 from workbench.leaderboard import leaderboard
 from workbench.store import Store, get_store
@@ -393,8 +394,8 @@ async def _round(r, cfg, state, pending, train_tasks, sampling, store, say) -> N
     registry.record_eval(name, ckpt.id, heldout, result, store)
     registry.set_head(name, ckpt.id, store)  # the round's commit
     say(
-        f"{r}/{total} HEAD -> {ckpt.id}: held-out success {result['success_rate']:.0%} "
-        f"[{result['success_low']:.0%}, {result['success_high']:.0%}]"
+        f"{r}/{total} HEAD -> {ckpt.id}: held-out success "
+        + rate_interval(result["success_rate"], result["success_low"], result["success_high"])
     )
 
 
@@ -560,8 +561,8 @@ def render_curve(curve: pd.DataFrame, title: str = "held-out success per round")
             str(r["round"]),
             str(r["checkpoint"]),
             str(r["runs"]),
-            f"{rate:.0%} [{r['success_low']:.0%}, {r['success_high']:.0%}]",
-            "" if previous is None else f"{rate - previous:+.0%}",
+            rate_interval(rate, r["success_low"], r["success_high"]),
+            "" if previous is None else percent(rate - previous, signed=True),
         )
         previous = rate
     return table
