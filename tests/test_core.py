@@ -8,7 +8,12 @@ import pytest
 
 import workbench
 from workbench import Taskset, create_agent
-from workbench.errors import ScenarioArgumentError, UnknownModelError, UnknownTasksetError
+from workbench.errors import (
+    ScenarioArgumentError,
+    UnknownModelError,
+    UnknownTasksetError,
+    WorkbenchError,
+)
 
 # -- environments and tasks -----------------------------------------------------------------
 
@@ -257,3 +262,121 @@ async def test_a_scripted_model_with_latency_answers_after_it(toy):
     assert trace.model == "scripted:expert?latency=0.1" and trace.reward == 1.0
     with pytest.raises(UnknownModelError, match="latency=SECONDS"):
         workbench.create_agent("scripted:expert?speed=2")
+
+
+# -- a job's ending is always told right ---------------------------------------------------
+
+
+async def test_a_failing_listener_changes_no_result_and_the_job_finishes(toy, store, caplog):
+    def broken_widget(event):
+        if type(event).__name__ in ("JobStarted", "Step", "RunFinished"):
+            raise ValueError("a bug in a progress bar")
+
+    job = await workbench.evaluate(
+        toy_taskset(toy, 3), "scripted:expert", group_size=2, on_event=broken_widget
+    )
+    assert job.status == "finished"
+    df = job.traces_df()
+    assert len(df) == 6 and (df["stop_reason"] == "done").all() and df["success"].all()
+    assert store.jobs().set_index("id").loc[job.id, "status"] == "finished"
+    assert "a listener failed on Step" in caplog.text
+
+
+async def test_cancelling_twice_still_ends_the_job_cancelled(toy, store):
+    ts = Taskset("toy", [toy.task("count", target=1, note=str(i)) for i in range(60)])
+    job = workbench.start(ts, ["scripted:slow"], max_concurrent=4)
+    while job.done < 4:
+        await asyncio.sleep(0.01)
+    job.cancel()
+    for _ in range(100):  # Cancel clicked again and again (Ctrl-C twice) while the job ends
+        await asyncio.sleep(0.002)
+        job.cancel()
+    await job
+    assert job.status == "cancelled"
+    assert store.jobs().set_index("id").loc[job.id, "status"] == "cancelled"
+
+
+async def test_a_job_cancelled_before_it_started_says_so(toy, store):
+    job = workbench.start(toy_taskset(toy, 2), "scripted:expert")
+    events = []
+    job.subscribe(events.append)
+    job.cancel()
+    await job
+    assert job.status == "cancelled" and job.is_done()
+    assert [type(e).__name__ for e in events] == ["JobFinished"]
+    assert store.jobs().set_index("id").loc[job.id, "status"] == "cancelled"
+    resumed = await workbench.resume(job.id)
+    assert resumed.status == "finished" and len(resumed.traces_df()) == 2
+
+
+async def test_a_resumed_job_counts_the_errors_stored_before(toy, store):
+    ts = Taskset("toy", [toy.task("count", target=1, note=str(i)) for i in range(30)])
+    job = workbench.start(ts, ["scripted:crasher", "scripted:slow"], max_concurrent=4)
+    while job.done < 10:
+        await asyncio.sleep(0.01)
+    job.cancel()
+    await job
+    errors_before = int((job.traces_df()["stop_reason"] == "error").sum())
+    assert errors_before > 0
+
+    finished = []
+    resumed = await workbench.resume(job.id, on_event=finished.append)
+    assert resumed.errors == 30 and finished[-1].errors == 30  # every crasher run, not only new
+    assert store.jobs().set_index("id").loc[job.id, "errors"] == 30
+
+
+def test_agent_config_is_checked_with_the_task_and_null_means_not_set(toy):
+    with pytest.raises(ValueError, match="max_steps must be a whole number"):
+        toy.task("count", target=1).agent_config = {"max_steps": "ten"}
+    task = workbench.Task(
+        env="toy", scenario="count", args={"target": 2}, agent_config={"max_steps": None}
+    )
+    assert create_agent("scripted:expert").for_task(task).max_steps == 10
+
+
+async def test_a_job_is_not_resumed_at_another_checkpoint_of_its_fork(toy, store):
+    from workbench.jobs import _check_checkpoints
+    from workbench.traces import Trace
+    from workbench.training import registry
+
+    def checkpoint(ckpt_id):
+        registry.add_checkpoint(
+            registry.Checkpoint(ckpt_id, "my-fork", None, time.time(), "sft", "/nowhere"),
+            move_head=True,
+        )
+
+    registry.fork("smollm2-135m", "my-fork")
+    checkpoint("c1aaaaaaaaaa")
+    job = workbench.create_job(toy_taskset(toy, 2), "my-fork")
+    store.add_traces(  # the job was stopped after its first run
+        [
+            Trace(
+                job_id=job.id,
+                taskset="toy",
+                task="count-1",
+                model="my-fork",
+                checkpoint="c1aaaaaaaaaa",
+            )
+        ]
+    )
+    checkpoint("c2bbbbbbbbbb")  # then the fork was trained again: HEAD moved
+    with pytest.raises(
+        WorkbenchError, match="played 'my-fork' at c1aaaaaaaaaa; its HEAD is now c2"
+    ):
+        await workbench.resume(job.id)
+    assert store.count_traces(job.id) == 1  # nothing was played
+    registry.set_head("my-fork", "c1aaaaaaaaaa")
+    _check_checkpoints(workbench.load_job(job.id))  # HEAD back where the job played: it may
+
+
+async def test_a_running_job_is_not_resumed_a_second_time(toy, store):
+    ts = Taskset("toy", [toy.task("count", target=1, note=str(i)) for i in range(40)])
+    job = workbench.start(ts, ["scripted:slow"], max_concurrent=2)
+    while job.done < 2:
+        await asyncio.sleep(0.01)
+    with pytest.raises(WorkbenchError, match=f"job {job.id} is running in this process"):
+        await workbench.resume(job.id)  # it would play the same missing runs as the job does
+    job.cancel()
+    await job
+    resumed = await workbench.resume(job.id)  # stopped: it resumes
+    assert resumed.status == "finished" and len(resumed.traces_df()) == 40

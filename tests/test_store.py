@@ -151,3 +151,29 @@ def test_the_leaderboard_aggregated_in_sql_equals_the_one_from_the_runs(db):
     board = stored_leaderboard(db, taskset="mixed").set_index("model")
     assert board["errors"].sum() == sum(t.stop_reason == "error" for t in traces)
     assert board["runs"].sum() == sum(t.stop_reason != "cancelled" for t in traces)
+
+
+async def test_a_file_name_that_is_not_utf8_is_stored_and_read_back(db, tmp_path):
+    """Listing a folder that holds a Latin-1 file name gives text no UTF-8 database takes
+    as it is: the run and every other run written with it are stored all the same."""
+    from workbench import Environment, answer, call
+
+    name = os.fsdecode(b"caf\xe9.txt")
+    env = Environment("lister", runtime="inprocess")
+
+    @env.tool()
+    def ls() -> str:
+        """List the folder."""
+        return name
+
+    @env.scenario("list")
+    async def list_files(n: int = 0):
+        yield "List the files."
+        raise OSError(f"cannot open {name}")
+
+    env.policy("lister")(lambda ctx: call("ls") if ctx.step == 0 else answer("done"))
+    job = await workbench.evaluate([env("list", n=n) for n in range(20)], "scripted:lister")
+    assert job.status == "finished" and len(job.traces_df()) == 20
+    trace = job.traces()[0]
+    assert trace.messages[-2]["content"] == name  # the conversation exactly as it was
+    assert "cannot open caf\\udce9.txt" in trace.error_message

@@ -39,7 +39,7 @@ class Agent:
     def for_task(self, task) -> Agent:
         """This agent with a task's ``agent_config`` applied (``max_steps``, ``system_prompt``),
         as HUD applies per-task agent overrides; itself when the task sets none."""
-        config = task.agent_config or {}
+        config = {k: v for k, v in (task.agent_config or {}).items() if v is not None}
         if not config:
             return self
         return Agent(

@@ -135,9 +135,13 @@ async def play(
     )
     from workbench.runtimes.docker import job_scope
 
-    agent = agent.for_task(task)
     with job_scope(job_id):  # the containers this run starts carry the job's id
         try:
+            try:
+                agent = agent.for_task(task)
+            except Exception as e:  # a task's bad settings end its runs, not the job
+                ctx.trace.model = agent.model.model_id
+                return ctx.finish("error", e)
             if config.timeout is None:
                 await agent.run(ctx)
             else:

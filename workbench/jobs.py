@@ -16,6 +16,9 @@ stored runs are kept, missing ones are run, none twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -33,6 +36,9 @@ from workbench.runtimes.isolated import job_scope as isolated_scope
 from workbench.store import Store, get_store
 from workbench.tasks import Task, Taskset, load_taskset
 from workbench.traces import Trace
+
+_log = logging.getLogger("workbench.jobs")
+_RUNNING: set[str] = set()  # ids of the jobs this process is running now
 
 # -- events -------------------------------------------------------------------------------
 
@@ -88,8 +94,6 @@ Event = JobStarted | RunStarted | Step | RunFinished | JobFinished
 
 def _write_patience() -> float:
     """Seconds a batch of traces is retried before the job fails (WORKBENCH_WRITE_PATIENCE)."""
-    import os
-
     return float(os.environ.get("WORKBENCH_WRITE_PATIENCE", "120"))
 
 
@@ -249,10 +253,19 @@ class Job:
             self._listeners.remove((queue.put_nowait, steps))
 
     def _emit(self, event: Event) -> None:
+        """Tell every listener. A listener that raises is logged, never the job's or a
+        run's failure: a bug in a progress bar or a widget changes no result."""
         live = isinstance(event, Step | RunStarted)
         for listener, steps in list(self._listeners):
             if steps or not live:
-                listener(event)
+                try:
+                    listener(event)
+                except Exception:
+                    _log.exception(
+                        "job %s: a listener failed on %s (the job goes on)",
+                        self.id,
+                        type(event).__name__,
+                    )
 
     @property
     def _watched(self) -> bool:
@@ -270,6 +283,19 @@ class Job:
         """Stop the job; finished runs stay in the store and the job can be resumed."""
         if self._task is not None and not self._task.done():
             self._task.cancel()
+
+    def _ended_early(self, task: asyncio.Task) -> None:
+        """Done callback of a started job's task. A job cancelled before its task first ran
+        never got to say so: it is "cancelled" (it can be resumed), with its JobFinished. A
+        cancelled or failed job is reported through its status and events: asyncio must not
+        log "exception was never retrieved" for a job nobody awaits."""
+        if task.cancelled() and self.status == "pending":
+            self.status = "cancelled"
+            with contextlib.suppress(Exception):
+                self.store.set_job_status(self.id, self.status)
+            self._emit(JobFinished(self.id, self.status, self.done, self.errors))
+        if not task.cancelled():
+            task.exception()
 
     def __await__(self):
         return self.wait().__await__()
@@ -302,14 +328,14 @@ class Job:
         return self.store.traces(job_id=self.id)
 
     def leaderboard(self) -> pd.DataFrame:
-        from workbench.leaderboard import stored_leaderboard
+        from workbench.leaderboard import job_cells, leaderboard_from_cells
 
-        return stored_leaderboard(self.store, job_id=self.id)
+        return leaderboard_from_cells(job_cells(self.store, self.id))
 
     def per_task(self) -> pd.DataFrame:
-        from workbench.leaderboard import per_task_from_cells
+        from workbench.leaderboard import job_cells, per_task_from_cells
 
-        return per_task_from_cells(self.store.run_cells(job_id=self.id, by=["model", "task"]))
+        return per_task_from_cells(job_cells(self.store, self.id))
 
     # -- running --------------------------------------------------------------------------
 
@@ -322,6 +348,8 @@ class Job:
                         yield task, model, group_index
 
     async def _run(self) -> None:
+        _check_runnable(self)  # before anything changes: the job is someone else's
+        _check_checkpoints(self)
         try:
             backend = await open_backend(self.id, self.taskset.name, self.config)
         except BaseException:  # Ray did not start: the job failed, it is not "running"
@@ -330,14 +358,33 @@ class Job:
             self._emit(JobFinished(self.id, self.status, self.done, self.errors))
             raise
         writer = TraceWriter(self.store, patience=_write_patience())
-        finished = self.store.finished_runs(self.id)
-        self.done = len(finished)
-        self.status = "running"
-        self.store.set_job_status(self.id, "running")
-        self.store.claim_job(self.id)
-        heartbeat = asyncio.get_running_loop().create_task(self._heartbeat())
-        self._emit(JobStarted(self.id, self.total, self.done))
-        pending = self._pending_runs(finished)
+        self._ended = "failed"
+        heartbeat = None
+        _RUNNING.add(self.id)
+        try:
+            finished, errors = self.store.finished_runs(self.id, errors=True)
+            self.done, self.errors = len(finished), errors  # a resumed job counts all its runs
+            self.status = "running"
+            self.store.set_job_status(self.id, "running")
+            self.store.claim_job(self.id)
+            heartbeat = asyncio.get_running_loop().create_task(self._heartbeat())
+            self._emit(JobStarted(self.id, self.total, self.done))
+            # Fork servers of the isolated runtime made during the job die with it, run
+            # processes included, before the job says it has ended.
+            async with isolated_scope():
+                await self._work(self._worker(backend, writer, self._pending_runs(finished)))
+        finally:
+            if heartbeat is not None:
+                heartbeat.cancel()
+            try:
+                await self._finish(backend, writer)
+            finally:
+                _RUNNING.discard(self.id)
+
+    def _worker(
+        self, backend: Any, writer: TraceWriter, pending: Iterator[tuple[Task, str, int]]
+    ) -> Callable[[], Any]:
+        """One of the job's ``max_concurrent`` workers: they share ``pending``."""
 
         async def worker() -> None:
             for task, model, group_index in pending:
@@ -351,30 +398,59 @@ class Job:
                 if self._watched:
                     self._emit(RunFinished(self.id, trace))
 
-        self._ended = "failed"
-        try:
-            # Fork servers of the isolated runtime made during the job die with it, run
-            # processes included, before the job says it has ended.
-            with isolated_scope():
-                await self._work(worker)
-        finally:
-            heartbeat.cancel()
+        return worker
+
+    async def _finish(self, backend: Any, writer: TraceWriter) -> None:
+        """Close the backend, store every buffered trace, then say how the job ended. It
+        runs to its end even when the job is cancelled again meanwhile (a second Ctrl-C, a
+        double-clicked Cancel): a job is never left "running" by an interrupted ending."""
+        finishing = asyncio.ensure_future(self._close(backend, writer))
+        interrupted = False
+        while not finishing.done():
             try:
-                await backend.close()
-                await writer.close()
-                # Only now, with every run stored: a view that sees the job done and reads
-                # the store then finds them all.
-                self.status = self._ended
-            except TraceWriteError:
-                self.status = "failed"  # never "finished" with a run missing
-                raise
-            finally:
-                try:
-                    self.store.set_job_status(self.id, self.status)
-                except Exception:
-                    if self.status != "failed":  # the write error is the one to report
-                        raise
-                self._emit(JobFinished(self.id, self.status, self.done, self.errors))
+                await asyncio.shield(finishing)
+            except asyncio.CancelledError:
+                interrupted = True  # cancelled while ending: end first, then raise
+        if finishing.exception() is not None:
+            raise finishing.exception()
+        if interrupted:
+            raise asyncio.CancelledError
+
+    async def _close(self, backend: Any, writer: TraceWriter) -> None:
+        try:
+            await backend.close()
+            await writer.close()
+            # Only now, with every run stored: a view that sees the job done and reads the
+            # store then finds them all.
+            self.status = self._ended
+        except TraceWriteError:
+            self.status = "failed"  # never "finished" with a run missing
+            raise
+        except BaseException:
+            self.status = "failed"
+            raise
+        finally:
+            try:
+                await self._store_status()
+            except Exception:
+                if self.status != "failed":  # the write error is the one to report
+                    raise
+            self._emit(JobFinished(self.id, self.status, self.done, self.errors))
+
+    async def _store_status(self) -> None:
+        """Write the job's final status, retried while another process holds the database
+        (as traces are): a busy moment at the end must not leave the job "running"."""
+        loop = asyncio.get_running_loop()
+        deadline, delay = loop.time() + _write_patience(), 0.05
+        while True:
+            try:
+                await asyncio.to_thread(self.store.set_job_status, self.id, self.status)
+                return
+            except Exception as e:
+                if not _transient(e) or loop.time() + delay > deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def _heartbeat(self) -> None:
         """Tell later processes this job's process is alive (else it shows "interrupted")."""
@@ -388,19 +464,18 @@ class Job:
                 pass
 
     async def _work(self, worker: Callable[[], Any]) -> None:
-        """Run ``max_concurrent`` workers to the end; the job's status says how it ended."""
+        """Run ``max_concurrent`` workers to the end; the job's status says how it ended.
+        When one fails (or the job is cancelled) the others are stopped and waited for
+        before the job ends: none plays on after its end, in a runtime already shut down."""
         workers = [asyncio.create_task(worker()) for _ in range(self.config.max_concurrent)]
         try:
             await asyncio.gather(*workers)
             self._ended = "finished"
-        except asyncio.CancelledError:
-            self._ended = "cancelled"
+        except BaseException as e:
+            self._ended = "cancelled" if isinstance(e, asyncio.CancelledError) else "failed"
             for w in workers:
                 w.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
-            raise
-        except BaseException:
-            self._ended = "failed"
             raise
 
     def _step_emitter(
@@ -499,9 +574,7 @@ def start(
         else create_job(taskset, models, store=store, **options)
     )
     job._task = asyncio.get_running_loop().create_task(job._run(), name=f"workbench-job-{job.id}")
-    # A cancelled or failed job is reported through its status and events; don't let
-    # asyncio log "exception was never retrieved" for a job nobody awaits.
-    job._task.add_done_callback(lambda t: t.cancelled() or t.exception())
+    job._task.add_done_callback(job._ended_early)
     return job
 
 
@@ -551,13 +624,56 @@ async def run_job(
 
 
 def load_job(job_id: str, store: Store | None = None) -> Job:
-    """A stored job, ready to resume."""
+    """A stored job: to read, or to resume (``run_job``, ``resume``)."""
     store = store or get_store()
     row = store.get_job(job_id)
     taskset = Taskset(row["taskset"], row["tasks"])
     job = Job(row["id"], taskset, RunConfig.model_validate(row["config"]), store)
     _check_models(job.config.models, taskset)
     return job
+
+
+def _check_runnable(job: Job) -> None:
+    """Refuse to run a job another process (or this one) is running: both would play the
+    same missing runs and count them. (A job whose process died reads "interrupted".)"""
+    import socket
+
+    row = job.store.get_job(job.id)
+    if row["status"] != "running" and job.id not in _RUNNING:
+        return
+    host, pid = job.store.job_owner(job.id) or ("?", 0)
+    if job.id in _RUNNING or (host, pid) != (socket.gethostname(), os.getpid()):
+        where = "this process" if job.id in _RUNNING else f"process {pid} on {host}"
+        raise WorkbenchError(
+            f"job {job.id} is running in {where}: stop it first (a job runs in one process "
+            "at a time)"
+        )
+
+
+def _check_checkpoints(job: Job) -> None:
+    """A fork named by its name plays its HEAD: if HEAD moved since the job's runs were
+    played, resuming would mix two checkpoints in one job's numbers. Refuse, and say how."""
+    forks = [m for m in job.config.models if ":" not in m and "@" not in m]
+    if not forks:
+        return
+    from workbench.training import registry
+
+    played = job.store.run_cells(job_id=job.id, models=forks, by=["model", "checkpoint"])
+    for model in forks:
+        found = registry.resolve(model, job.store)
+        if found is None:
+            continue
+        head = found[1].id if found[1] is not None else None
+        rows = played[played["model"] == model]["checkpoint"]
+        before = {c if isinstance(c, str) else None for c in rows}
+        if before and before != {head}:
+            was = ", ".join(sorted(c or "the base" for c in before))
+            raise WorkbenchError(
+                f"job {job.id} played '{model}' at {was}; its HEAD is now "
+                f"{head or 'the base'}: resuming would mix checkpoints in one job. Move HEAD "
+                f"back (`workbench models head {model} --set CHECKPOINT`) to finish it, or start a "
+                "new job"
+            )
 
 
 async def resume(

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import pandas as pd
 import sqlalchemy as sa
@@ -183,6 +183,28 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+def _storable(text: str) -> str:
+    """Text a database can hold: a lone surrogate (a file name that is not UTF-8, decoded by
+    ``os.fsdecode``) has no UTF-8 form and would fail the whole batch it is written with.
+    It becomes its escape (``\\udce9``); any other text is left as it is."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def _json_text(data: Any) -> str:
+    """JSON as UTF-8 text; lone surrogates escaped the JSON way (``\\udce9``), which
+    ``json.loads`` reads back as they were: the conversation is kept exactly."""
+    text = json.dumps(data, default=str, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(data, default=str)  # ASCII: every non-ASCII character escaped
+    return text
+
+
 def trace_row(trace: Trace) -> dict[str, Any]:
     data = {
         "args": trace.args,
@@ -207,13 +229,13 @@ def trace_row(trace: Trace) -> dict[str, Any]:
         "success": trace.success,
         "stop_reason": trace.stop_reason,
         "error_type": trace.error_type,
-        "error_message": trace.error_message,
+        "error_message": None if trace.error_message is None else _storable(trace.error_message),
         "steps": trace.steps,
         "prompt_tokens": trace.usage.get("prompt_tokens"),
         "completion_tokens": trace.usage.get("completion_tokens"),
         "started_at": trace.started_at,
         "ended_at": trace.ended_at,
-        "data": json.dumps(data, default=str, ensure_ascii=False),
+        "data": _json_text(data),
     }
 
 
@@ -343,6 +365,13 @@ class Store:
         with self._lock, self.engine.begin() as conn:
             conn.execute(stmt)
 
+    def job_owner(self, job_id: str) -> tuple[str, int] | None:
+        """(host, pid) of the process that last claimed the job, if any."""
+        o = job_owners_table
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(o.c.host, o.c.pid).where(o.c.job_id == job_id)).first()
+        return None if row is None else (row.host, row.pid)
+
     def job_heartbeat(self, job_id: str) -> None:
         with self._lock, self.engine.begin() as conn:
             conn.execute(
@@ -463,16 +492,28 @@ class Store:
     def add_trace(self, trace: Trace) -> None:
         self.add_traces([trace])
 
-    def finished_runs(self, job_id: str) -> set[tuple[str, str, int]]:
-        """(task, model, group index) of every run of the job already stored."""
+    @overload
+    def finished_runs(
+        self, job_id: str, errors: Literal[False] = False
+    ) -> set[tuple[str, str, int]]: ...
+    @overload
+    def finished_runs(
+        self, job_id: str, errors: Literal[True]
+    ) -> tuple[set[tuple[str, str, int]], int]: ...
+    def finished_runs(self, job_id: str, errors: bool = False):
+        """(task, model, group index) of every run of the job already stored; with
+        ``errors``, also how many of them ended in an error (a resumed job's counts)."""
         t = traces_table
         with self.engine.connect() as conn:
             rows = conn.execute(
-                sa.select(t.c.task, t.c.model, t.c.group_index).where(
+                sa.select(t.c.task, t.c.model, t.c.group_index, t.c.stop_reason).where(
                     t.c.job_id == job_id, t.c.stop_reason != "cancelled"
                 )
-            )
-            return {(r.task, r.model, r.group_index) for r in rows}
+            ).all()
+        runs = {(r.task, r.model, r.group_index) for r in rows}
+        if errors:
+            return runs, sum(r.stop_reason == "error" for r in rows)
+        return runs
 
     def get_trace(self, trace_id: str) -> Trace:
         """A trace by id or unique id prefix."""

@@ -118,6 +118,23 @@ class Task(pydantic.BaseModel):
             )
         return data
 
+    @pydantic.field_validator("agent_config")
+    @classmethod
+    def _agent_settings(cls, config: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The settings Workbench applies must be usable: a bad one fails here, with the
+        task, not as every run's error. ``None`` (HUD's ``null``) means "not set"."""
+        steps = (config or {}).get("max_steps")
+        if steps is not None and (
+            isinstance(steps, bool) or not isinstance(steps, int) or steps < 1
+        ):
+            raise ValueError(f"agent_config max_steps must be a whole number >= 1, got {steps!r}")
+        prompt = (config or {}).get("system_prompt")
+        if prompt is not None and not isinstance(prompt, str):
+            raise ValueError(
+                f"agent_config system_prompt must be text, got {type(prompt).__name__}"
+            )
+        return config
+
     def model_post_init(self, _context: Any) -> None:
         if not self.slug:
             object.__setattr__(self, "slug", default_slug(self.scenario or "tools", self.args))
