@@ -183,3 +183,22 @@ def test_every_bad_option_is_named_at_once_and_a_model_twice_is_refused():
 async def test_a_misspelt_option_is_an_error_naming_the_right_one():
     with pytest.raises(workbench.WorkbenchError, match="unknown option 'timout'.*'timeout'"):
         await workbench.evaluate("shop-basics", "scripted:expert", timout=5)
+
+
+def test_trace_prints_a_runs_terminal_escapes_as_text_and_never_sends_them(workbench_home):
+    from workbench.traces import Trace
+
+    forged = "\x1b]52;c;Y3VybCBldmlsLnNo\x07\x1b[2J\x1b[Hreward 1.00 (success)"
+    trace = Trace(
+        taskset="t",
+        task="x",
+        model="m",
+        messages=[{"role": "assistant", "content": forged}],
+        stop_reason="error",
+        error_type="RuntimeError",
+        error_message="tool said \x1b[31mred\x1b[0m",
+    )
+    workbench.get_store().add_traces([trace])
+    shown = run_cli("trace", trace.id[:12]).stdout
+    assert "\x1b" not in shown and "\x07" not in shown  # no clipboard write, no cleared screen
+    assert "\\x1b]52;c;Y3VybCBldmlsLnNo\\x07\\x1b[2J" in shown and "\\x1b[31mred" in shown

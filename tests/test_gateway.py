@@ -369,3 +369,11 @@ def test_an_upstream_failure_is_a_502_or_503_naming_its_status(tmp_path, fault, 
     assert error["code"] == "upstream_error"
     if fault.isdigit():
         assert f"HTTP {fault}" in error["message"]
+
+
+def test_junk_model_ids_are_refused_and_not_kept(gateway, client):
+    for i in range(20):  # each a megabyte: a server that kept them would grow by 20 MB
+        reply = chat(gateway, SHOP_TASK, model=f"scripted:{i}" + "x" * (1 << 20))
+        assert reply.status_code == 404 and reply.json()["error"]["code"] == "model_not_found"
+        assert "longer than 512 characters" in reply.json()["error"]["message"]
+    assert client.models.list().data  # still serving

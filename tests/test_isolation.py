@@ -214,3 +214,84 @@ async def test_a_scenarios_cleanup_runs_in_every_run_before_the_job_ends(tmp_pat
     assert success(job) == {"scripted:expert": 1.0}
     cleaned = sorted(p.name.split("-")[0] for p in out.iterdir())
     assert cleaned == [str(n) for n in range(8)]
+
+
+async def test_a_fork_server_that_dies_is_replaced_for_the_runs_after_it():
+    env = hud_env("crashy")
+    tasks = workbench.Taskset(
+        "crashy-server", [env("use", tool=t) for t in ("kill_fork_server", "fine")]
+    )
+    # one at a time: killed, fine, killed, fine ... (group index outermost)
+    job = await workbench.evaluate(tasks, "scripted:obedient", group_size=4, max_concurrent=1)
+    # The killing run itself goes on (it is a process of its own); every run after a kill
+    # gets a new fork server, where before each was an error ("the fork server is gone").
+    assert set(job.traces_df()["stop_reason"]) == {"done"} and job.done == 8
+
+
+async def test_a_slow_initialize_hook_neither_blocks_the_event_loop_nor_outlasts_timeouts():
+    import asyncio
+
+    env = hud_env("slowstart")  # @env.initialize sleeps 8 s in the fork server
+    tasks = workbench.Taskset("slowstart", [env("ping", n=n) for n in range(3)])
+    gaps, ticking = [], True
+
+    async def ticker():  # what else the notebook's event loop runs meanwhile
+        last = time.monotonic()
+        while ticking:
+            await asyncio.sleep(0.05)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+
+    async def tick():
+        nonlocal ticking
+        beats = asyncio.ensure_future(ticker())
+        try:
+            started = time.monotonic()
+            job = await workbench.evaluate(tasks, "scripted:quick", timeout=1.5)
+            return job, time.monotonic() - started
+        finally:
+            ticking = False
+            await beats
+
+    job, seconds = await tick()
+    assert set(job.traces_df()["stop_reason"]) == {"timeout"}
+    assert seconds < 6, f"the job waited for the hook ({seconds:.1f} s)"
+    assert max(gaps) < 1.0, f"the event loop stalled for {max(gaps):.1f} s"
+
+
+async def test_isolated_runs_never_see_this_processs_secrets(monkeypatch):
+    from workbench import Environment, answer
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-do-not-leak-1234")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://me:hunter2@db/wb")
+    monkeypatch.setenv("MY_SETTING", "plain")
+    names = ("OPENAI_API_KEY", "DATABASE_URL", "MY_SETTING")
+    expected = {"OPENAI_API_KEY": "none", "DATABASE_URL": "none", "MY_SETTING": "plain"}
+
+    here = Environment("secret-reader")  # a notebook's environment: its fork server is a fork
+
+    @here.scenario("read-env")
+    async def read_env(name: str):
+        yield f"Read {name}."
+        yield {"reward": 1.0, "info": {"value": os.environ.get(name, "none")}}
+
+    here.policy("answerer")(lambda ctx: answer("done"))
+    for env in (hud_env("crashy"), here):
+        tasks = workbench.Taskset(f"secrets-{env.name}", [env("read-env", name=n) for n in names])
+        job = await workbench.evaluate(tasks, "scripted:answerer")
+        seen = {t.args["name"]: t.info["value"] for t in job.traces()}
+        assert seen == expected, env.name
+    assert os.environ["OPENAI_API_KEY"] == "sk-do-not-leak-1234"  # this process keeps its own
+
+
+async def test_a_module_left_in_the_working_directory_shadows_nothing(tmp_path, monkeypatch):
+    """A run that writes json.py where later runs' servers start cannot put code in them."""
+    marker = tmp_path / "imported"
+    (tmp_path / "json.py").write_text(f"open({str(marker)!r}, 'w').close()\nraise ImportError\n")
+    monkeypatch.chdir(tmp_path)
+    tasks = store_tasks()
+    for runtime in ("isolated", "subprocess"):
+        job = await workbench.evaluate(tasks, "scripted:expert", runtime=runtime, max_concurrent=2)
+        assert set(job.traces_df()["stop_reason"]) == {"done"}, runtime
+    assert not marker.exists()

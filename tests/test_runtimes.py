@@ -216,3 +216,16 @@ def test_sigkill_of_a_docker_job_leaves_no_container_after_the_next_command(tmp_
     result = run_cli("eval", "pycode-basics", "scripted:expert", "--runtime", "docker", *one_task)
     assert result.returncode == 0, result.stderr
     assert our_containers(**killed) == []
+
+
+@pytest.mark.parametrize("runtime", ["isolated", "subprocess"])
+async def test_a_model_cannot_reach_the_servers_control_calls_or_hidden_tools(runtime):
+    from workbench.tasks import resolve_environment
+
+    env = resolve_environment(f"{Path(__file__).parent / 'hud' / 'cheater.py'}:env")
+    job = await workbench.evaluate([env("guess")], "scripted:cheater", runtime=runtime)
+    trace = job.traces()[0]
+    results = [m["content"] for m in trace.messages if m["role"] == "tool"]
+    assert len(results) == 5 and all(r.startswith("Error: unknown tool") for r in results), results
+    assert "Available tools: public." in results[0]  # the hidden tool is not offered either
+    assert trace.stop_reason == "done" and trace.reward == 0.0

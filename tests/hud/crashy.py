@@ -22,6 +22,14 @@ def kill_process() -> str:
 
 
 @env.tool()
+def kill_fork_server() -> str:
+    """SIGKILL this run's parent, the process every run is forked from (as the OOM killer
+    might)."""
+    os.kill(os.getppid(), signal.SIGKILL)
+    return "killed it"
+
+
+@env.tool()
 def spin() -> str:
     """Never return (and never yield to the event loop)."""
     while True:
@@ -49,3 +57,15 @@ async def use(tool: str):
 @env.policy("obedient")
 def obedient(ctx):
     return call(ctx.args["tool"]) if ctx.step == 0 else answer("done")
+
+
+@env.scenario("read-env")
+async def read_env(name: str):
+    """Report an environment variable of the run's process ("none" if unset)."""
+    yield f"Read {name}."
+    yield {"reward": 1.0, "info": {"value": os.environ.get(name, "none")}}
+
+
+@env.policy("answerer")
+def answerer(ctx):
+    return answer("done")

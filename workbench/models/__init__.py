@@ -40,6 +40,9 @@ ALIASES: dict[str, str] = {
 }
 
 
+MAX_MODEL_ID = 512  # characters: a fork's name, a path to a GGUF file, a provider's model
+
+
 def get_model(model_id: str) -> ChatModel:
     """The model for an id; raises a one-line :class:`UnknownModelError` for unknown ids.
 
@@ -49,6 +52,10 @@ def get_model(model_id: str) -> ChatModel:
     model_id = ALIASES.get(model_id, model_id)
     if model_id in _CACHE:
         return _CACHE[model_id]
+    if len(model_id) > MAX_MODEL_ID:  # models are kept by id: a server must not keep junk
+        raise UnknownModelError(
+            f"unknown model id '{model_id[:60]}...': longer than {MAX_MODEL_ID} characters"
+        )
     if ":" not in model_id:
         fork = _fork_model(model_id)
         if fork is not None:

@@ -23,6 +23,7 @@ Every episode, whatever its runtime, has the same interface: ``start()`` (the pr
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Literal
 
 from workbench.errors import WorkbenchError
@@ -34,14 +35,50 @@ if TYPE_CHECKING:
 RuntimeName = Literal["isolated", "inprocess", "subprocess", "docker"]
 RUNTIMES: tuple[str, ...] = ("isolated", "inprocess", "subprocess", "docker")
 
-# What a server process runs (``python -c SERVER_BOOTSTRAP REF``). ``import workbench``
-# imports nothing heavy (pandas, SQLAlchemy, ... load only when used), so a server starts
-# fast and a container image needs only the environment's own dependencies.
-SERVER_BOOTSTRAP = """
-import sys
-from workbench.runtimes.mcp_server import main
-main(sys.argv[1])
+# Python code that puts the working directory last on the import path: ``python -c`` puts
+# it first, where a file a run wrote there (``json.py``) would shadow the standard library
+# or an installed package in every server started from that directory later. Modules of
+# the directory (``my_env:env``) still import; they just cannot shadow anything.
+CWD_LAST = """
+import os, sys
+_cwd = os.getcwd()
+sys.path[:] = [p for p in sys.path if p not in ("", ".", _cwd)] + [_cwd]
+del _cwd
 """
+
+# Environment variables a run's process never gets: those named like secrets.
+_SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH", "COOKIE")
+_SECRET_NAMES = ("DATABASE_URL", "WORKBENCH_DATABASE_URL")
+
+
+def secret_name(name: str) -> bool:
+    """Whether an environment variable looks like a secret (``OPENAI_API_KEY``,
+    ``HF_TOKEN``, ``AWS_SECRET_ACCESS_KEY``, ``WORKBENCH_DATABASE_URL`` ...)."""
+    upper = name.upper()
+    return upper in _SECRET_NAMES or any(word in upper for word in _SECRET_WORDS)
+
+
+def run_environ(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment variables of an isolated run's process: this process's, without
+    the ones named like secrets (API keys, tokens, passwords, the database URL), which
+    a tool could otherwise print into a trace. ``WORKBENCH_PASS_ENV=NAME,NAME`` passes
+    named ones anyway (an environment that calls an API of its own)."""
+    environ = dict(os.environ if environ is None else environ)
+    passed = {n.strip() for n in environ.get("WORKBENCH_PASS_ENV", "").split(",") if n.strip()}
+    return {k: v for k, v in environ.items() if k in passed or not secret_name(k)}
+
+
+# What a server process runs (``python -c SERVER_BOOTSTRAP REF [--private-cwd]``).
+# ``import workbench`` imports nothing heavy (pandas, SQLAlchemy, ... load only when used),
+# so a server starts fast and a container image needs only the environment's own
+# dependencies.
+SERVER_BOOTSTRAP = (
+    CWD_LAST
+    + """
+from workbench.runtimes.mcp_server import main
+main(*sys.argv[1:])
+"""
+)
 
 
 class RuntimeRefused(WorkbenchError):

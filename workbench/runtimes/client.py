@@ -15,7 +15,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from workbench.episode import ScenarioError, ToolOutcome, parse_arguments, parse_reward
-from workbench.runtimes.mcp_server import END, GRADE, START
+from workbench.runtimes.mcp_server import CONTROL_TOOLS, END, GRADE, START
 from workbench.tasks import Task
 
 CLOSE_TIMEOUT = 10.0
@@ -99,6 +99,13 @@ class McpEpisode:
         return started["messages"]
 
     async def call_tool(self, name: str, arguments: str | dict[str, Any] | None) -> ToolOutcome:
+        # Only the tools the run was offered: the server also answers its control calls
+        # (start, grade, end) and tools the scenario hides, which a model must never reach
+        # (restart the run on an easy task, ask the grader, call a hidden tool).
+        offered = {t["function"]["name"] for t in self.tool_schemas}
+        if name not in offered or name in CONTROL_TOOLS:
+            known = ", ".join(sorted(offered)) or "none"
+            return ToolOutcome(f"Error: unknown tool '{name}'. Available tools: {known}.", True)
         arguments = parse_arguments(name, arguments)
         if isinstance(arguments, ToolOutcome):
             return arguments

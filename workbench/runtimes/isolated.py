@@ -59,11 +59,13 @@ import signal
 import socket
 import sys
 import tempfile
+import time
 import traceback
 from typing import Any
 
 from workbench.episode import ScenarioError, ToolOutcome, parse_arguments
 from workbench.errors import WorkbenchError
+from workbench.runtimes import CWD_LAST, run_environ
 from workbench.tasks import Task
 
 FORK_AVAILABLE = hasattr(os, "fork") and hasattr(socket, "send_fds")
@@ -108,6 +110,9 @@ def _fork_server_main(control: socket.socket, env_ref: str, *, forked: bool) -> 
     environment defined there only), not a fresh interpreter."""
     if forked:
         os.setsid()  # our own process group: the job kills it whole, run processes included
+        scrubbed = run_environ()
+        for name in [n for n in os.environ if n not in scrubbed]:
+            del os.environ[name]  # no secrets, as in a fresh interpreter
         signal.set_wakeup_fd(-1)  # the parent's event loop listens on that fd
         asyncio.events._set_running_loop(None)  # forked inside the parent's running loop
         _release_inherited_fds({0, 1, 2, control.fileno()})
@@ -391,11 +396,14 @@ async def _answer(lines: _Lines, env: Any) -> None:
 # -- this process's side ----------------------------------------------------------------------
 
 
-_SPAWNED_SERVER = """
-import socket, sys
+_SPAWNED_SERVER = (
+    CWD_LAST
+    + """
+import socket
 from workbench.runtimes.isolated import _fork_server_main
 _fork_server_main(socket.socket(fileno=int(sys.argv[2])), sys.argv[1], forked=False)
 """
+)
 
 
 def _importable(env_ref: str) -> bool:
@@ -425,20 +433,35 @@ class ForkServer:
         else:
             self.pid = self._fork_this_process(ours, theirs)
         theirs.close()
-        ready = ours.recv(1)
+
+    async def ready(self) -> None:
+        """Wait, without blocking the event loop, until the server has imported the
+        environment and run its ``@env.initialize`` hooks (which may take long)."""
+        loop = asyncio.get_running_loop()
+        self.control.setblocking(False)
+        try:
+            ready = await loop.sock_recv(self.control, 1)
+        except BaseException:
+            self._reap()  # cancelled (the job ended) or the socket failed: never half-started
+            raise
+        finally:
+            if self.pid is not None:
+                self.control.setblocking(True)
         if ready != b"R":
             self._reap()
             raise ScenarioError(
-                f"environment '{env_ref}' failed to start in the isolated runtime (it did not "
-                "import, or its @env.initialize hook raised: the error is printed above)"
+                f"environment '{self.env_ref}' failed to start in the isolated runtime (it did "
+                "not import, or its @env.initialize hook raised: the error is printed above)"
             )
 
     def _start_interpreter(self, theirs: socket.socket) -> int:
         import subprocess
 
-        env = dict(os.environ)
-        # Resolve references as this process does: its import path, its working directory.
-        env["PYTHONPATH"] = os.pathsep.join(p or os.getcwd() for p in sys.path)
+        env = run_environ()  # no secrets: a tool could print them into a trace
+        # Resolve references as this process does: its import path, then its working
+        # directory, last (CWD_LAST: a file a run wrote there shadows nothing).
+        cwd = os.getcwd()
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p not in ("", ".", cwd))
         self._process = subprocess.Popen(
             [
                 sys.executable,
@@ -467,6 +490,24 @@ class ForkServer:
                 os._exit(1)
         return pid
 
+    async def ended(self, patience: float = 1.0) -> bool:
+        """Whether the server's process has ended (waiting up to ``patience`` seconds for
+        one that is being killed to finish exiting)."""
+        if self.pid is None:
+            return True
+        deadline = time.monotonic() + patience
+        while True:
+            # Not reaped (WNOWAIT): its pid names its process group until close() kills
+            # what is left of it (runs it forked live on), then reaps it.
+            try:
+                if os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT):
+                    return True
+            except ChildProcessError:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.01)
+
     def spawn(self) -> socket.socket:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -485,12 +526,28 @@ class ForkServer:
         if shutdown_hooks:
             with contextlib.suppress(OSError):
                 self.control.sendall(b"Q")
-                self.control.settimeout(10)
+                self.control.settimeout(_CLOSE_SECONDS + 5)
                 self.control.recv(1)  # returns at EOF: the group was killed
         self._reap()
 
+    async def aclose(self) -> None:
+        """:meth:`close` without blocking the event loop while the hooks run."""
+        if self.pid is None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+            self.control.setblocking(False)
+            with contextlib.suppress(OSError, TimeoutError):
+                await loop.sock_sendall(self.control, b"Q")
+                async with asyncio.timeout(_CLOSE_SECONDS + 5):
+                    await loop.sock_recv(self.control, 1)  # EOF: the group was killed
+        finally:
+            self._reap()
+
     def _reap(self) -> None:
         pid, self.pid = self.pid, None
+        if pid is None:
+            return
         with contextlib.suppress(OSError):
             os.killpg(pid, signal.SIGKILL)
         if self._process is not None:
@@ -502,21 +559,74 @@ class ForkServer:
 
 
 class ForkServers:
-    """The fork servers of one job (or of the process), by environment reference."""
+    """The fork servers of one job (or of the process), by environment reference.
+
+    A server starts off the event loop's back (importing an environment and its
+    ``@env.initialize`` hooks may take seconds: runs' timeouts and other jobs go on), once
+    for all the runs that wait for it; one that died (killed by the OOM killer, or by a tool
+    that killed its own process group) is replaced for the runs that come after."""
 
     def __init__(self):
         self._servers: dict[str, ForkServer] = {}
+        self._starting: dict[str, asyncio.Task] = {}
+        self._gone: list[ForkServer] = []  # died: their runs' process groups are killed at close
+        self._closed = False
 
-    def get(self, env_ref: str) -> ForkServer:
+    async def get(self, env_ref: str) -> ForkServer:
         server = self._servers.get(env_ref)
-        if server is None or server.pid is None:
-            server = self._servers[env_ref] = ForkServer(env_ref)
+        if server is not None and server.pid is not None:
+            return server
+        if self._closed:
+            raise RunProcessDied("the job's isolated runtime has shut down")
+        loop = asyncio.get_running_loop()
+        starting = self._starting.get(env_ref)
+        if starting is None or starting.done() or starting.get_loop() is not loop:
+            starting = self._starting[env_ref] = loop.create_task(self._start(env_ref))
+            starting.add_done_callback(lambda t: t.cancelled() or t.exception())
+        return await asyncio.shield(starting)  # a run's timeout does not stop the start
+
+    async def _start(self, env_ref: str) -> ForkServer:
+        server = ForkServer(env_ref)
+        await server.ready()
+        if self._closed:
+            server.close(shutdown_hooks=False)
+            raise RunProcessDied("the job's isolated runtime has shut down")
+        self._servers[env_ref] = server
         return server
 
+    def gone(self, server: ForkServer) -> None:
+        """``server`` no longer answers: the next run of its environment starts another."""
+        if self._servers.get(server.env_ref) is server:
+            del self._servers[server.env_ref]
+            self._gone.append(server)
+
+    def _take_all(self) -> tuple[list[asyncio.Task], list[ForkServer]]:
+        self._closed = True
+        starting = [t for t in self._starting.values() if not t.done()]
+        servers = [*self._servers.values(), *self._gone]
+        self._starting, self._servers, self._gone = {}, {}, []
+        return starting, servers
+
     def close(self) -> None:
-        servers, self._servers = list(self._servers.values()), {}
+        starting, servers = self._take_all()
+        for task in starting:
+            task.cancel()
         for server in servers:
             server.close()
+
+    async def aclose(self) -> None:
+        """Stop starting servers, run the environments' shutdown hooks, kill every server
+        and run process; whatever happens meanwhile (a second cancel), none outlives it."""
+        starting, servers = self._take_all()
+        try:
+            for task in starting:
+                task.cancel()
+            await asyncio.gather(*starting, return_exceptions=True)
+            for server in servers:
+                await server.aclose()
+        finally:
+            for server in servers:
+                server.close(shutdown_hooks=False)
 
 
 _PROCESS_SERVERS = ForkServers()  # runs outside a job (workbench.eval by hand, Ray actors)
@@ -525,8 +635,8 @@ _SCOPE: contextvars.ContextVar[ForkServers | None] = contextvars.ContextVar(
 )
 
 
-@contextlib.contextmanager
-def job_scope():
+@contextlib.asynccontextmanager
+async def job_scope():
     """Fork servers made inside belong to the block: killed with their runs when it ends."""
     servers = ForkServers()
     token = _SCOPE.set(servers)
@@ -534,7 +644,7 @@ def job_scope():
         yield servers
     finally:
         _SCOPE.reset(token)
-        servers.close()
+        await servers.aclose()
 
 
 def _servers() -> ForkServers:
@@ -678,17 +788,33 @@ class IsolatedEpisode:
         return reply["result"]
 
     async def start(self) -> list[dict[str, Any]]:
-        env_ref = self.task.env
-        self._channel = channel = _RunChannel(_servers().get(env_ref).spawn())
-        # The request goes with the connection (one wake-up less per run); the run process
-        # says hello (its pid) first, then answers it.
-        start = {"op": "start", "task": self.task.model_dump(mode="json")}
-        self._busy = True
-        await channel.write(json.dumps(start, default=str).encode() + b"\n")
-        hello = await channel.readline()
-        if not hello:
-            self._dead = True
-            raise RunProcessDied("the process of this run ended before it started")
+        servers = _servers()
+        for attempt in (1, 2):  # a fork server that died since its last run: another, once
+            server = await servers.get(self.task.env)
+            try:
+                sock = server.spawn()
+            except RunProcessDied:
+                servers.gone(server)
+                continue
+            self._channel = channel = _RunChannel(sock)
+            # The request goes with the connection (one wake-up less per run); the run
+            # process says hello (its pid) first, then answers it.
+            start = {"op": "start", "task": self.task.model_dump(mode="json")}
+            self._busy = True
+            await channel.write(json.dumps(start, default=str).encode() + b"\n")
+            hello = await channel.readline()
+            if hello:
+                break
+            # No hello: the server died with our request in its queue (it was being killed
+            # as we sent it). A run process never ends before its hello otherwise.
+            channel.close()
+            self._channel = None
+            if attempt == 2 or not await server.ended():
+                self._dead = True
+                raise RunProcessDied("the process of this run ended before it started")
+            servers.gone(server)
+        else:
+            raise RunProcessDied("the isolated runtime's fork server is gone and did not restart")
         self._pid = json.loads(hello)["pid"]
         # The run process lives until we hang up, unless the start crashes it (then its
         # reply is missing, and a dead run is never signalled: see _reply). So a pidfd taken

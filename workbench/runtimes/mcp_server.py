@@ -53,6 +53,7 @@ and the run ends with the session. The 2026 sessionless protocol cannot hold a r
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sys
 import traceback
@@ -314,7 +315,8 @@ def build_server(env: Environment, *, per_session: bool = False):
         try:
             if params.name == START:
                 messages = await run.start(arguments["scenario"], arguments.get("args") or {})
-                return _text({"messages": messages, "tools": env.tool_schemas})
+                # The scenario's tools: those it hides (exclude_tools) are not offered.
+                return _text({"messages": messages, "tools": run.episode.tool_schemas})
             if params.name == GRADE:
                 return _text(await run.grade(arguments.get("answer")))
             if params.name == END:
@@ -437,6 +439,21 @@ def serve(
     anyio.run(serve_http, found, sock)
 
 
-def main(ref: str) -> None:
-    """Entry point of a server process: resolve the environment, serve it on stdio."""
-    serve(ref)
+def main(ref: str, *flags: str) -> None:
+    """Entry point of a server process: resolve the environment, serve it on stdio.
+
+    ``--private-cwd``: once the environment is imported (from the directory it was started
+    in), the run goes on in a new empty directory, removed at the end: files the run
+    writes are its own, as in the isolated runtime, and never land where later servers
+    start."""
+    if "--private-cwd" not in flags:
+        serve(ref)
+        return
+    import tempfile
+
+    from workbench.tasks import resolve_environment
+
+    found = resolve_environment(ref)
+    with tempfile.TemporaryDirectory(prefix="workbench-run-") as workdir:
+        os.chdir(workdir)
+        serve(found)

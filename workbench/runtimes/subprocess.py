@@ -23,8 +23,10 @@ async def subprocess_transport(ref: str):
     """Start ``python -c SERVER_BOOTSTRAP REF``; yields the MCP read and write streams.
 
     The child gets the MCP SDK's short list of environment variables (HOME, PATH, ...) and
-    none of this process's secrets; it runs in this directory, so ``pkg.module:attr`` and
-    relative file references resolve as they do here.
+    none of this process's secrets. It starts in this directory, so ``pkg.module:attr`` and
+    relative file references resolve as they do here (the directory last on its import
+    path: nothing there shadows an installed module), then runs in an empty directory of
+    its own, so what the run writes stays its own.
     """
     from mcp.client.stdio import StdioServerParameters, stdio_client
 
@@ -32,8 +34,8 @@ async def subprocess_transport(ref: str):
 
     params = StdioServerParameters(
         command=sys.executable,
-        args=["-c", SERVER_BOOTSTRAP, ref],
-        env={"PYTHONPATH": os.getcwd(), "PYTHONDONTWRITEBYTECODE": "1"},
+        args=["-c", SERVER_BOOTSTRAP, ref, "--private-cwd"],
+        env={"PYTHONDONTWRITEBYTECODE": "1"},
         cwd=os.getcwd(),
     )
     with tempfile.TemporaryFile("w+") as stderr:
