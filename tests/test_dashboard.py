@@ -104,8 +104,14 @@ class Server:
             start_new_session=True,  # Voila and its kernels: stopped together below
         )
         self.url = f"http://127.0.0.1:{self.port}/"
-        assert self.process.stdout.readline().startswith(f"Workbench dashboard: {self.url}")
+        printed = self.process.stdout.readline()
+        assert printed.startswith(f"Workbench dashboard: {self.url}?token="), printed
+        self.token = printed.split("?token=")[1].split()[0]
         wait_for_port(self.port, self.process)
+
+    def at(self, query: str = "") -> str:
+        """The page's address with the token a browser brings (the printed address)."""
+        return f"{self.url}?token={self.token}" + (f"&{query}" if query else "")
 
     def kernels(self) -> int:
         """Kernel processes Voila has running."""
@@ -129,7 +135,7 @@ def voila(tmp_path):
     """A dashboard on this test's empty store."""
     server = Server(Path(os.environ["WORKBENCH_HOME"]), tmp_path / "voila.log")
     try:
-        yield server.url
+        yield server.at()
     finally:
         server.stop()
 
@@ -329,14 +335,14 @@ def test_charts_have_their_data_on_a_fresh_load_after_a_reload_and_in_a_new_brow
     tasks = sorted({r["task"] for r in expected["per_task"]})
     timings = {}
     started = time.monotonic()
-    page = browser.page(server.url)
+    page = browser.page(server.at())
     for attempt in ("fresh", "reload", "new browser context"):
         if attempt == "reload":
             started = time.monotonic()
             page.reload(timeout=4 * PATIENCE)
         elif attempt == "new browser context":
             started = time.monotonic()
-            page = browser.page(server.url)
+            page = browser.page(server.at())
         bars, heat = chart(page, ".wb-bars"), chart(page, ".wb-heat")
         timings[attempt] = round(time.monotonic() - started, 2)
         assert bars["x"] == board["model"], attempt
@@ -352,7 +358,7 @@ def test_charts_have_their_data_on_a_fresh_load_after_a_reload_and_in_a_new_brow
 
 def test_a_40_task_heatmap_fits_the_page_without_horizontal_scrolling(stocked, browser):
     server, _ = stocked
-    page = browser.page(server.url + f"?taskset={WIDE}", width=1280)
+    page = browser.page(server.at(f"taskset={WIDE}"), width=1280)
     heat = chart(page, ".wb-heat")
     assert len(heat["x"]) == 40 and len(heat["y"]) == 2
     sizes = page.evaluate(
@@ -376,7 +382,7 @@ def test_a_40_task_heatmap_fits_the_page_without_horizontal_scrolling(stocked, b
 
 def test_the_explorer_filters_searches_sorts_compares_and_opens_from_a_chart(stocked, browser):
     server, _ = stocked
-    page = browser.page(server.url + "?taskset=shop-basics")
+    page = browser.page(server.at("taskset=shop-basics"))
     explorer = page.locator(".wb-explorer")
     rows = wait_rows(page, "rows.length === 44")
 
@@ -449,7 +455,7 @@ def test_the_explorer_filters_searches_sorts_compares_and_opens_from_a_chart(sto
 
 def test_the_compare_tab_puts_flipped_tasks_first_by_clicking(stocked, browser):
     server, _ = stocked
-    page = browser.page(server.url)
+    page = browser.page(server.at())
     page.get_by_role("tab", name="Compare").click()
     view = page.locator(".wb-compare")
     tab = view.locator(".wb-tablebox")
@@ -537,7 +543,7 @@ def test_tables_code_and_charts_are_legible_in_the_light_and_the_dark_theme(
     stocked, browser, theme
 ):
     server, _ = stocked
-    page = browser.page(server.url + f"?taskset=shop-basics&theme={theme}", height=1400)
+    page = browser.page(server.at(f"taskset=shop-basics&theme={theme}"), height=1400)
     light = page.evaluate("() => document.body.dataset.jpThemeLight")
     assert light == ("true" if theme == "light" else "false")
     wait_rows(page, "rows.length === 44")
@@ -572,7 +578,9 @@ def test_a_closed_page_leaves_no_kernel_behind(tmp_path, browser):
 
     def alive(kernel: str) -> bool:
         try:
-            urllib.request.urlopen(f"{server.url}api/kernels/{kernel}", timeout=10).close()
+            urllib.request.urlopen(
+                f"{server.url}api/kernels/{kernel}?token={server.token}", timeout=10
+            ).close()
             return True
         except urllib.error.HTTPError as e:
             assert e.code == 404, e
@@ -582,7 +590,7 @@ def test_a_closed_page_leaves_no_kernel_behind(tmp_path, browser):
         kernels = []
         for _ in range(3):
             sockets: list[str] = []
-            page = browser.page(server.url, sockets=sockets)
+            page = browser.page(server.at(), sockets=sockets)
             page.locator(".wb-board").first.wait_for(timeout=4 * PATIENCE)
             found = {m.group(1) for u in sockets if (m := re.search(r"/api/kernels/([^/?]+)", u))}
             kernels += sorted(found)
@@ -593,7 +601,26 @@ def test_a_closed_page_leaves_no_kernel_behind(tmp_path, browser):
             time.sleep(1)
         assert not any(alive(k) for k in kernels)  # every closed page's kernel is gone
         assert server.kernels() <= 2  # at most the pool's kernel (and one being filled)
-        page = browser.page(server.url)  # and the next page still opens
+        page = browser.page(server.at())  # and the next page still opens
         page.locator(".wb-board").first.wait_for(timeout=4 * PATIENCE)
     finally:
         server.stop()
+
+
+def test_a_page_without_the_dashboards_token_is_refused(stocked):
+    """A web page that points a name of its own at 127.0.0.1 (DNS rebinding) reaches the
+    server but not the dashboard: it does not know the token."""
+    import urllib.request
+
+    server, _ = stocked
+    rebound = urllib.request.Request(
+        server.url, headers={"Host": f"attacker.example:{server.port}"}
+    )
+    for request in (server.url, rebound, f"{server.url}api/kernels"):
+        try:
+            with urllib.request.urlopen(request, timeout=60) as reply:
+                assert "/login" in reply.geturl(), reply.geturl()  # a login page, no dashboard
+        except urllib.error.HTTPError as e:
+            assert e.code == 403, e
+    with urllib.request.urlopen(server.at(), timeout=120) as reply:
+        assert reply.status == 200 and "/login" not in reply.geturl()

@@ -694,8 +694,12 @@ def serve_command(
 def dashboard_command(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback default)."),
     port: int = typer.Option(8866, "--port"),
+    no_token: bool = typer.Option(
+        False, "--no-token", help="Serve without a token (any local program can use it)."
+    ),
 ) -> None:
-    """Serve the notebook dashboard with Voila: tasksets, runs, live traces, leaderboards."""
+    """Serve the notebook dashboard with Voila: tasksets, runs, live traces, leaderboards.
+    Open the printed address: it carries the page's token."""
     import importlib.util
 
     from workbench.dashboard import serve_dashboard
@@ -704,7 +708,7 @@ def dashboard_command(
         raise WorkbenchError(
             "the dashboard needs the notebook extra: `pip install -e '.[notebook]'`"
         )
-    raise typer.Exit(serve_dashboard(host=host, port=port))
+    raise typer.Exit(serve_dashboard(host=host, port=port, token=None if no_token else ""))
 
 
 # -- environments -------------------------------------------------------------------------

@@ -34,6 +34,7 @@ def voila_command(
     cull_idle: float = CULL_IDLE_SECONDS,
     cull_every: float = CULL_EVERY_SECONDS,
     preheat: bool = True,
+    token: bool = True,
 ) -> list[str]:
     """The Voila command line that serves the dashboard notebook.
 
@@ -42,6 +43,8 @@ def voila_command(
     never culled. ``preheat``: keep one kernel started with the notebook already run, so a
     page opens without waiting for a kernel to start and import the workbench (most of a
     cold load on 2 cores); the dashboard reads the store again when its page opens.
+    ``token``: pages, kernels and their websockets need the token of ``JUPYTER_TOKEN`` (set
+    by :func:`voila_environment`, never on the command line, where other users see it).
     """
     return [
         sys.executable,
@@ -49,6 +52,7 @@ def voila_command(
         "voila",
         str(notebook or NOTEBOOK),
         "--no-browser",
+        *(["--Voila.auto_token=True"] if token else []),
         f"--Voila.ip={host}",
         f"--port={port}",
         "--Voila.port_retries=0",
@@ -74,10 +78,14 @@ def voila_command(
     ]
 
 
-def voila_environment() -> dict[str, str]:
-    """The kernel runs in notebooks/: point it at the caller's store, wherever that is."""
+def voila_environment(token: str | None = None) -> dict[str, str]:
+    """The kernel runs in notebooks/: point it at the caller's store, wherever that is.
+    ``token``: the one pages must bring (``JUPYTER_TOKEN``, read by Jupyter's server)."""
     env = dict(os.environ)
     env.setdefault("WORKBENCH_HOME", str(config.home()))
+    env.pop("JUPYTER_TOKEN", None)
+    if token:
+        env["JUPYTER_TOKEN"] = token
     return env
 
 
@@ -87,16 +95,38 @@ def serve_dashboard(
     *,
     cull_idle: float = CULL_IDLE_SECONDS,
     cull_every: float = CULL_EVERY_SECONDS,
+    token: str | None = "",
 ) -> int:
     """Serve the dashboard with Voila until interrupted; prints the address. Returns the exit
-    code. Kernels of closed pages are shut down after ``cull_idle`` seconds."""
+    code. Kernels of closed pages are shut down after ``cull_idle`` seconds.
+
+    A page needs a token (a new random one unless ``token`` names one; the printed address
+    carries it, and the browser keeps it in a cookie): without one, any web page you visit
+    could reach the dashboard by pointing a name of its own at 127.0.0.1 (DNS rebinding) and
+    drive it, reading traces and starting jobs on your keys. ``token=None`` serves without
+    one (a warning is printed).
+    """
+    import secrets
+
     if not NOTEBOOK.exists():
         raise WorkbenchError(
             f"the dashboard notebook is missing ({NOTEBOOK}): run from a workbench checkout"
         )
-    print(f"Workbench dashboard: http://{host}:{port}/  (Ctrl-C stops it)", flush=True)
+    if token == "":
+        token = secrets.token_urlsafe(24)
+    address = f"http://{host}:{port}/" + (f"?token={token}" if token else "")
+    print(f"Workbench dashboard: {address}  (Ctrl-C stops it)", flush=True)
+    if not token:
+        print(
+            "warning: no token: any local program, and any web page you visit (by DNS "
+            "rebinding), can use this dashboard",
+            file=sys.stderr,
+            flush=True,
+        )
     try:
-        command = voila_command(host, port, cull_idle=cull_idle, cull_every=cull_every)
-        return subprocess.call(command, env=voila_environment())
+        command = voila_command(
+            host, port, cull_idle=cull_idle, cull_every=cull_every, token=bool(token)
+        )
+        return subprocess.call(command, env=voila_environment(token))
     except KeyboardInterrupt:
         return 0
