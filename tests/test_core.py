@@ -191,11 +191,17 @@ async def test_per_run_timeout_is_recorded(toy):
     assert "0.01 s" in trace.error_message
 
 
-async def test_cancel_keeps_finished_runs_and_the_job_resumes_without_duplicates(toy, store):
-    ts = Taskset("toy", [toy.task("count", target=1, note=str(i)) for i in range(40)])
-    job = workbench.start(ts, ["scripted:slow"], max_concurrent=4)
-    while job.done < 8:
+async def started_slow_job(toy, tasks: int, done: int, models=("scripted:slow",), at_once=4):
+    """A job of ``tasks`` slow runs started in the background, once ``done`` have finished."""
+    ts = Taskset("toy", [toy.task("count", target=1, note=str(i)) for i in range(tasks)])
+    job = workbench.start(ts, list(models), max_concurrent=at_once)
+    while job.done < done:
         await asyncio.sleep(0.01)
+    return job
+
+
+async def test_cancel_keeps_finished_runs_and_the_job_resumes_without_duplicates(toy, store):
+    job = await started_slow_job(toy, 40, 8)
     job.cancel()
     await job
     assert job.status == "cancelled"
@@ -283,10 +289,7 @@ async def test_a_failing_listener_changes_no_result_and_the_job_finishes(toy, st
 
 
 async def test_cancelling_twice_still_ends_the_job_cancelled(toy, store):
-    ts = Taskset("toy", [toy.task("count", target=1, note=str(i)) for i in range(60)])
-    job = workbench.start(ts, ["scripted:slow"], max_concurrent=4)
-    while job.done < 4:
-        await asyncio.sleep(0.01)
+    job = await started_slow_job(toy, 60, 4)
     job.cancel()
     for _ in range(100):  # Cancel clicked again and again (Ctrl-C twice) while the job ends
         await asyncio.sleep(0.002)
@@ -310,10 +313,7 @@ async def test_a_job_cancelled_before_it_started_says_so(toy, store):
 
 
 async def test_a_resumed_job_counts_the_errors_stored_before(toy, store):
-    ts = Taskset("toy", [toy.task("count", target=1, note=str(i)) for i in range(30)])
-    job = workbench.start(ts, ["scripted:crasher", "scripted:slow"], max_concurrent=4)
-    while job.done < 10:
-        await asyncio.sleep(0.01)
+    job = await started_slow_job(toy, 30, 10, models=["scripted:crasher", "scripted:slow"])
     job.cancel()
     await job
     errors_before = int((job.traces_df()["stop_reason"] == "error").sum())
@@ -370,10 +370,7 @@ async def test_a_job_is_not_resumed_at_another_checkpoint_of_its_fork(toy, store
 
 
 async def test_a_running_job_is_not_resumed_a_second_time(toy, store):
-    ts = Taskset("toy", [toy.task("count", target=1, note=str(i)) for i in range(40)])
-    job = workbench.start(ts, ["scripted:slow"], max_concurrent=2)
-    while job.done < 2:
-        await asyncio.sleep(0.01)
+    job = await started_slow_job(toy, 40, 2, at_once=2)
     with pytest.raises(WorkbenchError, match=f"job {job.id} is running in this process"):
         await workbench.resume(job.id)  # it would play the same missing runs as the job does
     job.cancel()
