@@ -434,11 +434,18 @@ def test_shipped_tasksets_load_and_validate(path):
 
 
 def test_shipped_tasksets_match_their_generating_scripts():
-    from environments.arithmetic.make_tasksets import arithmetic_basics
+    from environments.arithmetic.make_tasksets import (
+        arithmetic_basics,
+        arithmetic_heldout,
+        arithmetic_train,
+    )
     from environments.shop.make_tasksets import shop_basics
 
-    for made, path in ((shop_basics(), SHOP_BASICS), (arithmetic_basics(), ARITHMETIC_BASICS)):
-        assert [t.to_dict() for t in made] == [t.to_dict() for t in Taskset.load_jsonl(path)]
+    made = (shop_basics(), arithmetic_basics(), arithmetic_train(), arithmetic_heldout())
+    for taskset in made:
+        path = ROOT / "environments" / taskset.name.split("-")[0] / "tasksets"
+        shipped = Taskset.load_jsonl(path / f"{taskset.name}.jsonl")
+        assert [t.to_dict() for t in taskset] == [t.to_dict() for t in shipped], taskset.name
 
 
 def test_shop_basics_mixes_scenarios_and_coupons():
@@ -507,3 +514,20 @@ def test_an_environment_cannot_take_a_name_that_is_taken():
     namespace = {"__name__": "another_module", "Environment": Environment}
     with pytest.raises(WorkbenchError, match="already exists"):
         exec("Environment('twice-here')", namespace)
+
+
+@pytest.mark.parametrize("name", ["arithmetic", "mental"])
+def test_no_held_out_problem_is_a_training_problem(name):
+    """A held-out score counts problems the model never trained on: compared by what the
+    model is asked (two arithmetic seeds can pose the same expression), not by task name."""
+    from workbench.environments.arithmetic.make_tasksets import expression
+
+    from workbench import load_taskset
+
+    def problem(task):
+        return expression(task) if name == "arithmetic" else json.dumps(task.args, sort_keys=True)
+
+    train = [problem(t) for t in load_taskset(f"{name}-train")]
+    heldout = [problem(t) for t in load_taskset(f"{name}-heldout")]
+    assert len(set(train)) == len(train) and len(set(heldout)) == len(heldout)
+    assert not set(train) & set(heldout)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from workbench.environments.arithmetic import env
+from workbench.environments.arithmetic.problems import make_problem
 
 from workbench.tasks import Taskset
 
@@ -25,20 +26,36 @@ def arithmetic_basics() -> Taskset:
     )
 
 
-def _mixed(name: str, seeds: range, description: str) -> Taskset:
-    # two-digit sums and differences, and two-operation problems, alternating
-    tasks = [env.task("solve", seed=s, difficulty=1 + s % 2) for s in seeds]
+def expression(task) -> str:
+    """The problem a task of the ``solve`` scenario poses (two seeds can pose the same)."""
+    return make_problem(task.args["seed"], task.args["difficulty"]).expression
+
+
+def _mixed(name: str, first_seed: int, count: int, description: str, not_in=()) -> Taskset:
+    """``count`` problems from seeds ``first_seed``, ``first_seed + 1``, ...: two-digit sums
+    and differences, and two-operation problems, alternating. A seed whose problem is in
+    ``not_in`` or already taken is skipped: a problem is never posed twice, and a held-out
+    problem is never one the model trained on."""
+    seen, tasks, seed = set(not_in), [], first_seed
+    while len(tasks) < count:
+        task = env.task("solve", seed=seed, difficulty=1 + seed % 2)
+        if expression(task) not in seen:
+            seen.add(expression(task))
+            tasks.append(task)
+        seed += 1
     return Taskset(name, tasks, description=description)
 
 
 def arithmetic_train() -> Taskset:
     """The Loop demo's training tasks: 80 problems a 135M model almost never solves alone."""
-    return _mixed("arithmetic-train", range(100, 180), "Training tasks for the Loop demo")
+    return _mixed("arithmetic-train", 100, 80, "Training tasks for the Loop demo")
 
 
 def arithmetic_heldout() -> Taskset:
-    """The Loop demo's held-out tasks: the same scenario, different problems (other seeds)."""
-    return _mixed("arithmetic-heldout", range(1000, 1030), "Held-out tasks for the Loop demo")
+    """The Loop demo's held-out tasks: the same scenario, 30 problems none of which is a
+    training problem (a seed's problem can repeat another seed's: compared by expression)."""
+    train = {expression(t) for t in arithmetic_train()}
+    return _mixed("arithmetic-heldout", 1000, 30, "Held-out tasks for the Loop demo", train)
 
 
 def main() -> None:
