@@ -307,7 +307,9 @@ async def test_the_training_panel_trains_grpo_with_a_live_reward_curve(tiny_fork
 async def test_rft_learns_each_tasks_distinct_wins_once(tiny_fork):
     job = await coin_job()
     wins = {(t.task, json.dumps(t.messages)) for t in job.traces() if t.reward == 1}
-    ckpt = workbench.train(tiny_fork, method="rft", jobs=[job.id], progress=False)
+    with pytest.warns(UserWarning, match="scripted:coin: .*SFT on others' wins"):
+        ckpt = workbench.train(tiny_fork, method="rft", jobs=[job.id], progress=False)
+    assert ckpt.manifest["data"]["on_policy"] is False
     assert ckpt.manifest["data"]["traces"] == len(wins)
     assert ckpt.manifest["data"]["tasks"] == len({task for task, _ in wins})
     # a second checkpoint chains on the first, whatever the method
@@ -419,3 +421,31 @@ def test_the_benchmark_times_grpo_on_a_model_built_from_a_config():
     spec.loader.exec_module(bench)
     m = bench.config_run(epochs=1, device="cpu", rollouts=8, prompt=8, answer=4)
     assert m["steps"] == 1 and m["examples"] == 8 and m["train_tokens_per_second"] > 0
+
+
+async def test_the_same_seed_trains_the_same_grpo_adapter(tmp_path):
+    """Whatever else drew random numbers before (sampling, other training), seed=0 gives the
+    same adapter: its starting weights are drawn after the seed too."""
+    import torch
+    from safetensors.torch import load_file
+
+    base = save_tiny_model(tmp_path / "tiny-base")
+    job = await coin_job()
+    adapters = []
+    for name in ("first", "second"):
+        workbench.fork(str(base), name)
+        torch.rand(7)  # something else in the process used torch's generator
+        ckpt = workbench.train(name, method="grpo", jobs=[job.id], seed=0, progress=False)
+        adapters.append(load_file(f"{ckpt.path}/adapter/adapter_model.safetensors"))
+    assert adapters[0].keys() == adapters[1].keys()
+    assert all(torch.equal(adapters[0][k], adapters[1][k]) for k in adapters[0])
+
+
+async def test_a_job_named_twice_is_read_once(tiny_fork):
+    from workbench.training import select_traces
+    from workbench.training.grpo import select_groups
+
+    job = await coin_job()
+    once = select_groups(None, [job.id])
+    assert select_groups(None, [job.id, job.id[:6]]).summary() == once.summary()
+    assert len(select_traces(jobs=[job.id, job.id[:6]])) == len(select_traces(jobs=[job.id]))

@@ -79,6 +79,8 @@ async def test_rounds_train_a_chain_of_checkpoints_each_with_its_held_out_result
     assert result.curve["round"].tolist() == [0, 1, 2]
     assert result.curve["checkpoint"].tolist() == ["base", first.id, second.id]
     assert result.curve["runs"].tolist() == [6, 6, 6]
+    # a curve on another taskset has no round 0 measured on the held-out one
+    assert workbench.learning_curve("tiny", tiny_loop["train_taskset"]).empty
     assert result.comparison.n_tasks == 3 and result.teacher is None
     assert [s[:3] for s in said if s[1] == "/"] == ["0/2", "0/2"] + ["1/2"] * 4 + ["2/2"] * 4
     # sampled at the group size, on consecutive slices of the training tasks
@@ -126,6 +128,13 @@ async def test_an_interrupted_round_leaves_tree_and_head_as_the_last_complete_ro
     assert state["rounds"][1]["sample_job"] == sampled  # the finished sampling was kept
     assert result.curve["round"].tolist() == [0, 1, 2]
 
+    # a resume keeps what the rounds measure: another held-out set would mix two curves
+    from workbench.errors import OptionsError
+
+    with pytest.raises(OptionsError, match="heldout_taskset=.*a resumed loop keeps its settings"):
+        await workbench.run_loop(
+            teacher=None, resume=True, rounds=3, heldout_taskset=tiny_loop["train_taskset"]
+        )
     # a resume asking for more rounds extends the loop
     more = await workbench.run_loop(teacher=None, resume=True, rounds=3, say=print)
     assert more.curve["round"].tolist() == [0, 1, 2, 3]

@@ -221,6 +221,9 @@ class RoundsConfig(pydantic.BaseModel):
         return {**METHOD_DEFAULTS[self.method], **self.train, "method": self.method}
 
 
+# What `resume` may change: how many rounds, how many runs in flight.
+RESUMABLE_CHANGES = frozenset({"rounds", "max_concurrent"})
+
 # Per method, what one round trains with (measured on the 2-core CPU; see the README).
 METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     "rft": {"epochs": 2, "lr": 1e-3, "batch_size": 8},
@@ -276,6 +279,18 @@ async def _rounds(rounds, method, resume, store: Store, say, options) -> LoopRes
                 f"loop '{state['name']}' trains by {stored['method']}: resume it with that method"
             )
         given = {k: v for k, v in options.items() if v is not None and k != "name"}
+        # What the rounds measure and train on stays as the loop began: a held-out set,
+        # sampling or base changed half-way would put two experiments on one curve.
+        changed = sorted(
+            k for k, v in given.items() if k not in RESUMABLE_CHANGES and stored.get(k) != v
+        )
+        if changed:
+            was = ", ".join(f"{k}={stored.get(k)!r}" for k in changed)
+            raise OptionsError(
+                f"loop '{state['name']}' runs with {was}: a resumed loop keeps its settings "
+                f"(only {', '.join(sorted(RESUMABLE_CHANGES))} may change); start a new loop "
+                "to try others"
+            )
         cfg = _config(None, None, {**stored, **given, "rounds": rounds or stored["rounds"]})
         state["config"] = cfg.model_dump()
         say(f"resuming loop '{state['name']}' after round {len(state['rounds'])} of {cfg.rounds}")
@@ -516,8 +531,11 @@ def learning_curve(
         found = [ts for c in chain for ts in c.evals]
         taskset = state["config"]["heldout_taskset"] if state else (found[0] if found else None)
     rows = []
-    if state and state.get("base_job") and _finished(state["base_job"], store):
-        job = load_job(state["base_job"], store)
+    # round 0: the base, measured on the loop's held-out set (only a curve on that set)
+    base_job = state.get("base_job") if state else None
+    on_heldout = bool(state) and state["config"]["heldout_taskset"] == taskset
+    if base_job and on_heldout and _finished(base_job, store):
+        job = load_job(base_job, store)
         board = leaderboard(job.traces_df()).iloc[0]
         rows.append(
             {"round": 0, "checkpoint": "base", **{c: board[c] for c in _STATS}, "job": job.id}

@@ -48,7 +48,8 @@ def select_traces(
     store = store or get_store()
     if taskset is None and not jobs:
         raise WorkbenchError("say which traces to train on: a taskset, jobs, or both")
-    job_ids = [store.get_job(j)["id"] for j in jobs] if jobs else [None]
+    # dict.fromkeys: a job named twice (an id and its prefix) is read once
+    job_ids = list(dict.fromkeys(store.get_job(j)["id"] for j in jobs)) if jobs else [None]
     found: list[Trace] = []
     for job_id in job_ids:
         found.extend(store.traces(job_id=job_id, taskset=taskset))

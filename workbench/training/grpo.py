@@ -156,7 +156,8 @@ def select_groups(
     store = store or get_store()
     if taskset is None and not jobs:
         raise WorkbenchError("say which runs to train on: a taskset, jobs, or both")
-    job_ids = [store.get_job(j)["id"] for j in jobs] if jobs else [None]
+    # dict.fromkeys: a job named twice (an id and its prefix) is read once
+    job_ids = list(dict.fromkeys(store.get_job(j)["id"] for j in jobs)) if jobs else [None]
     traces = [t for job_id in job_ids for t in store.traces(job_id=job_id, taskset=taskset)]
     found = group_traces(traces, scale)
     if not found.rollouts:
@@ -289,6 +290,7 @@ def train_grpo(
     "unsloth": the model already carries Unsloth's LoRA adapter."""
     import torch
 
+    torch.manual_seed(cfg.seed)  # the adapter's starting weights too: the same seed, the same run
     if backend != "unsloth":
         model = _with_lora(model, cfg)
     limit = getattr(cfg, "max_length", None)

@@ -10,7 +10,8 @@ workbench.train("my-model", method="grpo", jobs=[own_job.id], beta=0.04)   # gro
 - ``sft``: supervised fine-tuning on successful runs (any model's: a teacher's, say).
 - ``rft``: rejection-sampling fine-tuning (expert iteration): SFT on the fork's *own*
   successful runs, de-duplicated per task, so that a task it solved eight times the same
-  way teaches that answer once.
+  way teaches that answer once. Runs its HEAD did not play are used with a warning (that is
+  SFT on others' wins), and the manifest's ``on_policy`` says which it was.
 - ``grpo``: group-relative policy optimisation from grouped runs
   (:mod:`workbench.training.grpo`).
 
@@ -30,6 +31,7 @@ import os
 import shutil
 import time
 import uuid
+import warnings
 from collections import Counter
 from collections.abc import Callable
 from importlib import metadata as importlib_metadata
@@ -218,6 +220,15 @@ def _select(cfg: TrainConfig, fork_, taskset, jobs, store) -> tuple[dict[str, An
             max_per_task=cfg.max_per_task,
             store=store,
         )
+        others = [t for t in traces if not _sampled_by_head(t, fork_)]
+        if cfg.method == "rft" and others:  # rejection sampling means the fork's own runs
+            by = Counter(t.model + (f"@{t.checkpoint}" if t.checkpoint else "") for t in others)
+            warnings.warn(
+                f"rft on {len(others)} of {len(traces)} runs that {fork_.name}'s HEAD did not "
+                f"play ({', '.join(f'{m}: {n}' for m, n in by.most_common())}): this is SFT on "
+                "others' wins, not on its own (the checkpoint's manifest says on_policy false)",
+                stacklevel=3,
+            )
         dataset = to_dataset(traces)
         examples = [{"messages": m} for m in dataset["messages"]]
         data = {"tasks": len({t.task for t in traces})}
