@@ -412,3 +412,55 @@ async def test_the_coming_from_inspect_example_runs(capsys, tmp_path, monkeypatc
     [log] = list_eval_logs(str(tmp_path / "logs"))
     assert len(read_eval_log(log.name).samples) == 2
     assert os.path.basename(log.name).endswith(".eval")
+
+
+@pytest.mark.parametrize("runtime", ["isolated", "subprocess"])
+async def test_a_tool_writing_inspects_store_is_read_by_the_scorer_in_any_runtime(
+    runtime, tmp_path
+):
+    ts = from_inspect(f"{TASKS}/notes.py")  # the file's only task
+    env = inspect_environment(ts)
+
+    @env.policy("noter")
+    def noter(ctx: PolicyContext):
+        return call("note", text=ctx.args["target"]) if ctx.step == 0 else answer("noted")
+
+    job = await workbench.evaluate(ts, "scripted:noter", runtime=runtime, group_size=2)
+    assert [t.reward for t in job.traces()] == [1.0] * 8, [t.info for t in job.traces()]
+    [path] = to_inspect_log(job, tmp_path)
+    [score] = read_eval_log(str(path)).results.scores  # as Inspect reports @scorer(mean())
+    assert (score.name, list(score.metrics), score.scored_samples) == ("noted", ["mean"], 4)
+
+
+def test_records_and_task_arguments_are_read_as_inspect_reads_them():
+    from workbench.inspect_bridge import parse_task_args
+
+    ts = from_inspect_dataset(
+        [
+            {"input": "How many moons has Venus?", "target": 0},
+            {"input": "Which colour?", "target": 42, "choices": "red, green"},
+        ],
+        name="numbers",
+    )
+    assert [t.args["target"] for t in ts] == ["0", "42"]  # 0 is "0", not "" (which passes all)
+    assert ts[1].args["choices"] == ["red", "green"]
+    # inspect eval -T: YAML values, a list from unquoted commas, - in a key as _
+    assert parse_task_args(
+        ["hard=False", "subjects=math,physics", "max-items=1", 'title="a, b"']
+    ) == {
+        "hard": False,
+        "subjects": ["math", "physics"],
+        "max_items": 1,
+        "title": "a, b",
+    }
+
+
+def test_samples_with_the_same_id_are_refused_as_inspect_refuses_them():
+    with pytest.raises(InspectTaskError, match="samples 1 and 2 of 'twice' have the same id"):
+        from_inspect_dataset([{"input": "a", "id": 1}, {"input": "b", "id": "1"}], name="twice")
+
+
+def test_workbench_eval_runs_the_only_task_of_an_inspect_file():
+    done = run_cli("eval", f"{TASKS}/notes.py", "scripted:target")
+    assert done.returncode == 0, done.stderr
+    assert "4 tasks" in done.stdout

@@ -144,12 +144,12 @@ def eval_command(
                 "give a taskset and at least one model, e.g. "
                 "`workbench eval shop-basics scripted:expert scripted:weak`"
             )
-        if "@" in taskset and taskset.rpartition("@")[0].endswith(".py"):  # Inspect AI
+        if _inspect_task_file(taskset):  # Inspect AI: FILE.py@task, or a file of @task
             from workbench.inspect_bridge import from_inspect, parse_task_args
 
             taskset = from_inspect(taskset, task_args=parse_task_args(task_arg), grader=grader)
         elif grader or task_arg:
-            raise WorkbenchError("--grader and -T go with an Inspect task: FILE.py@task_name")
+            raise WorkbenchError("--grader and -T go with an Inspect task: FILE.py[@task_name]")
         # Only what was given goes on: RunConfig holds the defaults and checks every value.
         job = jobs.create_job(
             taskset,
@@ -378,6 +378,17 @@ def jobs_command(
             f"interrupted jobs (their process died) resume with "
             f"`workbench eval --resume {stopped[0]}`" + (" (and the others)" if stopped[1:] else "")
         )
+
+
+def _inspect_task_file(taskset: str) -> bool:
+    """``FILE.py@task``, or a ``.py`` file that imports Inspect AI (``inspect eval file.py``
+    runs its only task); a file of Workbench tasks does not import it."""
+    if "@" in taskset and taskset.rpartition("@")[0].endswith(".py"):
+        return True
+    path = Path(taskset)
+    if path.suffix != ".py" or not path.is_file():
+        return False
+    return bool(re.search(r"^\s*(from|import)\s+inspect_ai\b", path.read_text(), re.M))
 
 
 # Terminal control characters but tab and newline (C0, DEL, C1): in a model's or a tool's

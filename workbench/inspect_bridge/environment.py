@@ -86,6 +86,7 @@ class InspectBridge:
     grader_max_tokens: int | None
     env: Environment | None = None
     _grader: Any = field(default=None, repr=False)
+    metrics: dict[str, list[str] | None] = field(default_factory=dict, repr=False)
 
     async def begin(self, run: InspectRun, args: dict[str, Any]) -> list[dict[str, Any]]:
         """A fresh Inspect task state for the sample, through the setup solvers; the prompt."""
@@ -118,7 +119,10 @@ class InspectBridge:
         scores = await asyncio.create_task(
             self._score(state, task), context=contextvars.copy_context()
         )
-        return reward_and_info(scores)
+        graded = reward_and_info(scores)
+        # what each scorer reports (accuracy, mean, stderr): the export's metric names
+        graded["info"]["metrics"] = {k: self.metrics.get(k) for k in scores}
+        return graded
 
     async def _score(self, state: TaskState, task: Task) -> dict[str, Score]:
         if self._grader is None:
@@ -133,6 +137,7 @@ class InspectBridge:
                 while name in scores:  # as Inspect names a second `match`: match1
                     name, n = f"{registry_name(scorer)}{n}", n + 1
                 scores[name] = score
+                self.metrics[name] = metric_names(scorer)
         return scores
 
 
@@ -165,6 +170,22 @@ def _conversation(calls, answer_text: str) -> list:
         )
     messages.append(ChatMessageAssistant(content=answer_text, source="generate"))
     return messages
+
+
+def metric_names(scorer: Callable) -> list[str] | None:
+    """The metrics a scorer declares (``@scorer(metrics=[accuracy(), stderr()])``, or per key
+    of a dict value) by name; None when they cannot be named."""
+    from inspect_ai._util.registry import registry_info
+
+    declared = registry_info(scorer).metadata.get("metrics")
+    if isinstance(declared, dict):  # per key of a dict value ("*": every key)
+        declared = [m for listed in declared.values() for m in listed]
+    if not isinstance(declared, list) or not all(callable(m) for m in declared):
+        return None
+    try:
+        return list(dict.fromkeys(registry_info(m).name.split("/")[-1] for m in declared))
+    except Exception:  # a metric that is not registered: its name is unknown
+        return None
 
 
 def reward_and_info(scores: dict[str, Score]) -> dict[str, Any]:
@@ -322,6 +343,8 @@ def add_tool(env: Environment, tool: Any) -> None:
 
     async def call(_workbench_run: InspectRun, **arguments: Any) -> str:
         run = _workbench_run
+        if run.task_state is not None:  # each call may come in a context of its own (MCP)
+            init_sample_store(run.task_state)
         try:
             result = execute(**arguments)
             if pyinspect.isawaitable(result):

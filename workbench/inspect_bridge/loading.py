@@ -121,14 +121,27 @@ def parse_task_spec(text: str) -> tuple[Path, str | None]:
 
 
 def parse_task_args(pairs: list[str] | None) -> dict[str, Any]:
-    """``["n=3", "split=train"]`` (the CLI's ``-T``) -> ``{"n": 3, "split": "train"}``:
-    values are read as JSON where they are JSON, else kept as text."""
+    """``["n=3", "hard=False", "subjects=math,physics", "max-items=1"]`` (the CLI's ``-T``)
+    -> ``{"n": 3, "hard": False, "subjects": ["math", "physics"], "max_items": 1}``, as
+    ``inspect eval -T`` reads them: each value as YAML, an unquoted value with commas as a
+    list, ``-`` in a key as ``_``."""
+    import yaml
+
     args = {}
     for pair in pairs or []:
-        key, eq, value = pair.partition("=")
+        key, eq, raw = pair.partition("=")
         if not eq or not key.strip():
             raise InspectTaskError(f"task argument '{pair}' is not KEY=VALUE (e.g. -T count=3)")
-        args[key.strip()] = _decode(value)
+        try:
+            value = yaml.safe_load(raw)
+            plain = (
+                isinstance(value, str) and yaml.compose(raw, Loader=yaml.SafeLoader).style is None
+            )
+        except yaml.YAMLError as e:
+            raise InspectTaskError(f"task argument '{pair}': not a value ({e.problem})") from None
+        if plain and "," in value:  # the list shorthand, for unquoted text only
+            value = [part.strip() for part in value.split(",")]
+        args[key.strip().replace("-", "_")] = value
     return args
 
 

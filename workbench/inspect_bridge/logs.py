@@ -120,7 +120,7 @@ def eval_log(row: dict[str, Any], traces: list[Trace], model: str) -> EvalLog:
         results=EvalResults(
             total_samples=len(samples),
             completed_samples=sum(1 for s in samples if s.error is None),
-            scores=_results(samples),
+            scores=_results(samples, _declared_metrics(traces)),
         ),
         stats=EvalStats(
             started_at=_iso(started),
@@ -238,39 +238,55 @@ def _error(trace: Trace) -> EvalError | None:
     return EvalError(message=message, traceback=message, traceback_ansi=message)
 
 
-def _results(samples: list[EvalSample]) -> list[EvalScore]:
-    """Per score name: accuracy and stderr over samples (each sample's epochs averaged
-    first, as Inspect's default ``mean`` reducer does)."""
+def _results(samples: list[EvalSample], declared: dict[str, Any] | None = None) -> list[EvalScore]:
+    """Per score (per key of a dict-valued score, as Inspect reports them): the mean over
+    samples, each sample's epochs averaged first (Inspect's default ``mean`` reducer), and
+    its stderr. Named as the scorer declares its metrics (``accuracy`` for ``match`` and
+    ``includes``, ``mean`` for ``f1`` and ``exact``); ``accuracy`` for a Workbench reward.
+    ``scored_samples`` counts samples, not runs (epochs are reduced first)."""
     to_float = value_to_float()
     by_name: dict[str, dict[Any, list[float]]] = defaultdict(lambda: defaultdict(list))
+    scorer_of: dict[str, str] = {}
     for sample in samples:
         for name, score in (sample.scores or {}).items():
             value = score.value
-            entries = list(value.values()) if isinstance(value, dict) else value
-            entries = entries if isinstance(entries, list) else [entries]
-            floats = [to_float(v) for v in entries]
-            if floats and not any(math.isnan(f) for f in floats):
-                by_name[name][sample.id].append(sum(floats) / len(floats))
+            parts = value.items() if isinstance(value, dict) else [(name, value)]
+            for key, entry in parts:
+                entries = entry if isinstance(entry, list) else [entry]
+                floats = [to_float(v) for v in entries]
+                if floats and not any(math.isnan(f) for f in floats):
+                    by_name[key][sample.id].append(sum(floats) / len(floats))
+                    scorer_of[key] = name
     results = []
     for name, per_sample in by_name.items():
         means = [sum(v) / len(v) for v in per_sample.values()]
-        accuracy = sum(means) / len(means)
-        metrics = {"accuracy": EvalMetric(name="accuracy", value=accuracy)}
-        if len(means) > 1:
-            variance = sum((m - accuracy) ** 2 for m in means) / (len(means) - 1)
-            stderr = math.sqrt(variance / len(means))
-            metrics["stderr"] = EvalMetric(name="stderr", value=stderr)
-        scored = sum(len(v) for v in per_sample.values())
+        value = sum(means) / len(means)
+        names = (declared or {}).get(scorer_of[name])
+        if names is None:  # not declared as a list: Inspect's own defaults
+            dict_valued = scorer_of[name] != name
+            names = ["mean", "stderr"] if dict_valued or declared else ["accuracy", "stderr"]
+        central = next((n for n in names if n in ("accuracy", "mean")), "mean")
+        metrics = {central: EvalMetric(name=central, value=value)}
+        if len(means) > 1 and "stderr" in names:
+            variance = sum((m - value) ** 2 for m in means) / (len(means) - 1)
+            metrics["stderr"] = EvalMetric(name="stderr", value=math.sqrt(variance / len(means)))
         results.append(
             EvalScore(
                 name=name,
-                scorer=name,
-                scored_samples=scored,
-                unscored_samples=len(samples) - scored,
+                scorer=scorer_of[name],
+                scored_samples=len(per_sample),
+                unscored_samples=len({s.id for s in samples}) - len(per_sample),
                 metrics=metrics,
             )
         )
     return results
+
+
+def _declared_metrics(traces: list[Trace]) -> dict[str, Any] | None:
+    """The metric names the task's scorers declare, as the runs' grading recorded them."""
+    return next(
+        (t.info["metrics"] for t in traces if isinstance(t.info.get("metrics"), dict)), None
+    )
 
 
 def _total_usage(samples: list[EvalSample]) -> dict[str, ModelUsage]:

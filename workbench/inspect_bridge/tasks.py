@@ -67,12 +67,18 @@ def _dataset_scorer(name: str):
 def samples_taskset(env: Environment, samples: list[Sample], name: str) -> Taskset:
     """One task per sample; its slug from the sample's id (Inspect's 1-based number when
     it has none)."""
-    tasks, seen = [], set()
+    tasks, seen, ids = [], set(), {}
     for i, sample in enumerate(samples):
         where = f"sample {sample.id if sample.id is not None else i + 1} of '{name}'"
         if sample.sandbox or sample.files or sample.setup:
             raise InspectTaskError(f"{where} needs a sandbox (sandbox, files or setup)")
         sample_id = sample.id if sample.id is not None else i + 1
+        if str(sample_id) in ids:  # as Inspect refuses them: the log keeps one per id
+            raise InspectTaskError(
+                f"samples {ids[str(sample_id)]} and {i + 1} of '{name}' have the same id "
+                f"{sample_id!r}: give every sample an id of its own"
+            )
+        ids[str(sample_id)] = i + 1
         args = sample_args(sample.input, sample.target, sample_id, sample.metadata, sample.choices)
         slug = _slugify(sample_id) or f"sample-{i + 1}"
         if slug in seen:
@@ -183,6 +189,31 @@ def _read_samples(source: Any) -> tuple[list[Sample], str]:
     return samples, getattr(source, "info", None) and source.info.dataset_name or "inspect-dataset"
 
 
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value)  # None or NaN
+
+
+def read_target(value: Any) -> str | list[str]:
+    """A record's target as Inspect reads one: text (``0`` is ``"0"``), a list of texts,
+    or ``""`` when missing (``None``, or pandas' NaN)."""
+    if _missing(value):
+        return ""
+    return [str(item) for item in value] if isinstance(value, list) else str(value)
+
+
+def read_choices(value: Any) -> list[str] | None:
+    """A record's choices as Inspect reads them: a list, or text split at commas (else at
+    spaces); empty entries dropped."""
+    if _missing(value):
+        return None
+    if isinstance(value, list):
+        return [str(c) for c in value if str(c).strip()]
+    if isinstance(value, str):
+        parts = value.split(",") if "," in value else value.split()
+        return [p.strip() for p in parts if p.strip()]
+    return [str(value)]
+
+
 def _record_sample(i: int, record: dict[str, Any]) -> Sample:
     """A record with Inspect's field names as a ``Sample`` (as Inspect's ``FieldSpec()``
     reads one: ``metadata`` may be JSON text)."""
@@ -195,12 +226,12 @@ def _record_sample(i: int, record: dict[str, Any]) -> Sample:
         metadata = json.loads(metadata) if metadata.strip() else None
     records = record["input"]
     try:
-        return Sample(
+        return Sample(  # fields read as Inspect's own readers read them: 0 is "0", not ""
             input=records if isinstance(records, str) else messages_from_records(records),
-            target=record.get("target") or "",
+            target=read_target(record.get("target")),
             id=record.get("id"),
             metadata=metadata,
-            choices=record.get("choices"),
+            choices=read_choices(record.get("choices")),
         )
     except (ValueError, pydantic.ValidationError) as e:
         first = str(e).splitlines()[0]
