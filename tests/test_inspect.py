@@ -216,6 +216,24 @@ async def test_a_local_grader_gives_the_grade_inspect_gives():
         assert trace.info["explanation"] == score.explanation  # the grader said the same
 
 
+@pytest.mark.slow
+async def test_the_graders_tokens_are_counted_as_inspect_counts_them(tmp_path):
+    pytest.importorskip("transformers")
+    grader = dict(grader="local:smollm2-135m", grader_max_tokens=8)
+    spec = f"{TASKS}/judged.py@judged_capital"
+    ts = from_inspect(spec, **grader)
+    job = await workbench.evaluate(ts, "scripted:target")
+    [trace] = job.traces()
+    [sample] = (
+        await inspect_eval(spec, "scripted:target", inspect_environment(ts), **grader)
+    ).values()
+    by = "workbench/local:smollm2-135m"
+    spent = trace.info["grader_usage"][by]
+    assert spent["total_tokens"] == sample.model_usage[by].total_tokens > 0
+    [path] = to_inspect_log(job, tmp_path)
+    assert read_eval_log(str(path)).samples[0].model_usage[by].total_tokens == spent["total_tokens"]
+
+
 def test_tools_keep_their_inspect_schemas():
     ts = from_inspect(f"{TASKS}/tools.py@addition")
     env = inspect_environment(ts)

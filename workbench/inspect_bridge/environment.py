@@ -45,7 +45,7 @@ from workbench.inspect_bridge.internals import (
 )
 from workbench.inspect_bridge.loading import InspectTaskError, registry_name
 from workbench.inspect_bridge.messages import message_records, messages_from_records, to_openai
-from workbench.inspect_bridge.models import CURRENT_TASK, grader_model
+from workbench.inspect_bridge.models import CURRENT_TASK, GRADER_USAGE, grader_model
 from workbench.models import PolicyContext, answer
 from workbench.tasks import Task
 
@@ -116,19 +116,25 @@ class InspectBridge:
         state.completed = True
         # A context of its own: Inspect's task context variables stay out of the run's.
         task = Task(env=self.env.ref, scenario="sample", args=run.args)
-        scores = await asyncio.create_task(
+        scores, spent = await asyncio.create_task(
             self._score(state, task), context=contextvars.copy_context()
         )
         graded = reward_and_info(scores)
         # what each scorer reports (accuracy, mean, stderr): the export's metric names
         graded["info"]["metrics"] = {k: self.metrics.get(k) for k in scores}
+        if spent:  # the grader's tokens on this run, by model
+            graded["info"]["grader_usage"] = spent
         return graded
 
-    async def _score(self, state: TaskState, task: Task) -> dict[str, Score]:
+    async def _score(
+        self, state: TaskState, task: Task
+    ) -> tuple[dict[str, Score], dict[str, dict[str, int]]]:
         if self._grader is None:
             self._grader = grader_model(self.grader, self.grader_max_tokens)
         init_scoring(self._grader, state)
         CURRENT_TASK.set(task)
+        spent: dict[str, dict[str, int]] = {}
+        GRADER_USAGE.set(spent)
         scores: dict[str, Score] = {}
         for scorer in self.scorers:
             score = await scorer(state, state.target)
@@ -138,7 +144,7 @@ class InspectBridge:
                     name, n = f"{registry_name(scorer)}{n}", n + 1
                 scores[name] = score
                 self.metrics[name] = metric_names(scorer)
-        return scores
+        return scores, spent
 
 
 async def _no_generate(state: TaskState, **_: Any) -> TaskState:

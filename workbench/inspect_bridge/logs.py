@@ -167,7 +167,7 @@ def eval_sample(trace: Trace) -> EvalSample:
         output=output,
         scores=None if _error(trace) else _scores(trace),
         metadata={**(args.get("metadata") or {} if inspect_task else {}), "workbench": workbench},
-        model_usage={model: usage} if usage else {},
+        model_usage=_sample_usage(model, usage, trace),
         started_at=_iso(trace.started_at),
         completed_at=_iso(trace.ended_at) if trace.ended_at else None,
         total_time=trace.seconds,
@@ -280,6 +280,25 @@ def _results(samples: list[EvalSample], declared: dict[str, Any] | None = None) 
             )
         )
     return results
+
+
+def _sample_usage(model: str, usage: ModelUsage | None, trace: Trace) -> dict[str, ModelUsage]:
+    """The run's tokens by model: the model under evaluation's, plus the grader's."""
+    total = {model: usage} if usage else {}
+    for name, spent in _grader_usage(trace).items():
+        total[name] = total[name] + spent if name in total else spent
+    return total
+
+
+def _grader_usage(trace: Trace) -> dict[str, ModelUsage]:
+    """The tokens the grader (``model_graded_*``'s model) spent on the run, by model."""
+    spent = trace.info.get("grader_usage")
+    if not isinstance(spent, dict):
+        return {}
+    usages = {
+        name: model_usage(counts) for name, counts in spent.items() if isinstance(counts, dict)
+    }
+    return {name: usage for name, usage in usages.items() if usage is not None}
 
 
 def _declared_metrics(traces: list[Trace]) -> dict[str, Any] | None:

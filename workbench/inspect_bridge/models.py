@@ -31,6 +31,12 @@ from workbench.tasks import Task
 # The Workbench task being graded, so that a scripted grader's policy finds its environment.
 CURRENT_TASK: ContextVar[Task | None] = ContextVar("workbench_inspect_task", default=None)
 
+# The tokens the models a scorer calls (the grader) spent on the run being graded, by model
+# (OpenAI's names): the run's trace keeps them, and its Inspect log reports them.
+GRADER_USAGE: ContextVar[dict[str, dict[str, int]] | None] = ContextVar(
+    "workbench_grader_usage", default=None
+)
+
 NO_GRADER = "no-grader"  # the model a scorer gets when no grader was given
 
 
@@ -72,6 +78,12 @@ class WorkbenchModelAPI(ModelAPI):
             ),
             RunInfo(task=self._task()),
         )
+        spent = GRADER_USAGE.get()
+        if spent is not None and completion.usage:
+            total = spent.setdefault(f"workbench/{self.model_name}", {})
+            for key, count in completion.usage.items():
+                if isinstance(count, int):
+                    total[key] = total.get(key, 0) + count
         return model_output(completion.message, self.model_name, completion.usage)
 
     def _task(self) -> Task | None:
