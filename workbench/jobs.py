@@ -108,6 +108,22 @@ def _transient(error: Exception) -> bool:
     return error.connection_invalidated or "locked" in text or "busy" in text
 
 
+async def _patiently(write: Callable[..., Any], *args: Any, patience: float) -> None:
+    """``write(*args)`` in a thread, tried again with backoff for ``patience`` seconds while
+    the error is transient (another process holds the database's lock)."""
+    loop = asyncio.get_running_loop()
+    deadline, delay = loop.time() + patience, 0.05
+    while True:
+        try:
+            await asyncio.to_thread(write, *args)
+            return
+        except Exception as e:
+            if not _transient(e) or loop.time() + delay > deadline:
+                raise
+            await asyncio.sleep(delay)  # another process holds the lock: wait and retry
+            delay = min(delay * 2, 5.0)
+
+
 class TraceWriteError(WorkbenchError):
     """Finished runs could not be stored: the job fails rather than say it finished."""
 
@@ -172,18 +188,7 @@ class TraceWriter:
             self.written += len(batch)
 
     async def _write(self, batch: list[Trace]) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.patience
-        delay = 0.05
-        while True:
-            try:
-                await asyncio.to_thread(self.store.add_traces, batch)
-                return
-            except Exception as e:
-                if not _transient(e) or loop.time() + delay > deadline:
-                    raise
-                await asyncio.sleep(delay)  # another process holds the lock: wait and retry
-                delay = min(delay * 2, 5.0)
+        await _patiently(self.store.add_traces, batch, patience=self.patience)
 
     async def close(self) -> None:
         """Write everything buffered; raises :class:`TraceWriteError` if it cannot."""
@@ -362,8 +367,10 @@ class Job:
         heartbeat = None
         _RUNNING.add(self.id)
         try:
-            finished, errors = self.store.finished_runs(self.id, errors=True)
-            self.done, self.errors = len(finished), errors  # a resumed job counts all its runs
+            finished = self.store.finished_runs(self.id)
+            # a resumed job counts all its runs
+            self.done = len(finished)
+            self.errors = self.store.count_traces(self.id, stop_reason="error")
             self.status = "running"
             self.store.set_job_status(self.id, "running")
             self.store.claim_job(self.id)
@@ -423,34 +430,19 @@ class Job:
             # Only now, with every run stored: a view that sees the job done and reads the
             # store then finds them all.
             self.status = self._ended
-        except TraceWriteError:
-            self.status = "failed"  # never "finished" with a run missing
-            raise
-        except BaseException:
+        except BaseException:  # TraceWriteError: never "finished" with a run missing
             self.status = "failed"
             raise
         finally:
             try:
-                await self._store_status()
+                # retried as traces are: a busy moment at the end must not leave it "running"
+                await _patiently(
+                    self.store.set_job_status, self.id, self.status, patience=_write_patience()
+                )
             except Exception:
                 if self.status != "failed":  # the write error is the one to report
                     raise
             self._emit(JobFinished(self.id, self.status, self.done, self.errors))
-
-    async def _store_status(self) -> None:
-        """Write the job's final status, retried while another process holds the database
-        (as traces are): a busy moment at the end must not leave the job "running"."""
-        loop = asyncio.get_running_loop()
-        deadline, delay = loop.time() + _write_patience(), 0.05
-        while True:
-            try:
-                await asyncio.to_thread(self.store.set_job_status, self.id, self.status)
-                return
-            except Exception as e:
-                if not _transient(e) or loop.time() + delay > deadline:
-                    raise
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
 
     async def _heartbeat(self) -> None:
         """Tell later processes this job's process is alive (else it shows "interrupted")."""

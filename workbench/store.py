@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal, overload
+from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
@@ -492,28 +492,16 @@ class Store:
     def add_trace(self, trace: Trace) -> None:
         self.add_traces([trace])
 
-    @overload
-    def finished_runs(
-        self, job_id: str, errors: Literal[False] = False
-    ) -> set[tuple[str, str, int]]: ...
-    @overload
-    def finished_runs(
-        self, job_id: str, errors: Literal[True]
-    ) -> tuple[set[tuple[str, str, int]], int]: ...
-    def finished_runs(self, job_id: str, errors: bool = False):
-        """(task, model, group index) of every run of the job already stored; with
-        ``errors``, also how many of them ended in an error (a resumed job's counts)."""
+    def finished_runs(self, job_id: str) -> set[tuple[str, str, int]]:
+        """(task, model, group index) of every run of the job already stored."""
         t = traces_table
         with self.engine.connect() as conn:
             rows = conn.execute(
-                sa.select(t.c.task, t.c.model, t.c.group_index, t.c.stop_reason).where(
+                sa.select(t.c.task, t.c.model, t.c.group_index).where(
                     t.c.job_id == job_id, t.c.stop_reason != "cancelled"
                 )
-            ).all()
-        runs = {(r.task, r.model, r.group_index) for r in rows}
-        if errors:
-            return runs, sum(r.stop_reason == "error" for r in rows)
-        return runs
+            )
+            return {(r.task, r.model, r.group_index) for r in rows}
 
     def get_trace(self, trace_id: str) -> Trace:
         """A trace by id or unique id prefix."""
@@ -598,10 +586,12 @@ class Store:
         with self.engine.connect() as conn:
             return [tuple(r) for r in conn.execute(query)]
 
-    def count_traces(self, job_id: str | None = None) -> int:
+    def count_traces(self, job_id: str | None = None, stop_reason: str | None = None) -> int:
         query = sa.select(sa.func.count()).select_from(traces_table)
         if job_id is not None:
             query = query.where(traces_table.c.job_id == job_id)
+        if stop_reason is not None:
+            query = query.where(traces_table.c.stop_reason == stop_reason)
         with self.engine.connect() as conn:
             return conn.execute(query).scalar_one()
 
