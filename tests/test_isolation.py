@@ -231,7 +231,7 @@ async def test_a_fork_server_that_dies_is_replaced_for_the_runs_after_it():
 async def test_a_slow_initialize_hook_neither_blocks_the_event_loop_nor_outlasts_timeouts():
     import asyncio
 
-    env = hud_env("slowstart")  # @env.initialize sleeps 8 s in the fork server
+    env = hud_env("slowstart")  # @env.initialize sleeps 60 s in the fork server
     tasks = workbench.Taskset("slowstart", [env("ping", n=n) for n in range(3)])
     gaps, ticking = [], True
 
@@ -256,8 +256,10 @@ async def test_a_slow_initialize_hook_neither_blocks_the_event_loop_nor_outlasts
 
     job, seconds = await tick()
     assert set(job.traces_df()["stop_reason"]) == {"timeout"}
-    assert seconds < 6, f"the job waited for the hook ({seconds:.1f} s)"
-    assert max(gaps) < 1.0, f"the event loop stalled for {max(gaps):.1f} s"
+    # Bounds that only catch the waiting (for the 60 s hook), not a speed: a loaded machine
+    # may be slow, but not by a minute.
+    assert seconds < 40, f"the job waited for the hook ({seconds:.1f} s)"
+    assert max(gaps) < 30, f"the event loop stalled for {max(gaps):.1f} s"
 
 
 async def test_isolated_runs_never_see_this_processs_secrets(monkeypatch):

@@ -9,7 +9,7 @@ env = Environment("hud-slowstart")
 
 @env.initialize
 def warm_up():
-    time.sleep(8)
+    time.sleep(60)
 
 
 @env.tool()
