@@ -35,10 +35,10 @@ from workbench.errors import NotFoundError, WorkbenchError
 from workbench.formatting import percent
 from workbench.jobs import Job
 from workbench.leaderboard import (
-    SETTINGS,
     job_cells,
     job_settings,
     paired_interval,
+    settings_label,
     varying_settings,
 )
 from workbench.store import Store, get_store
@@ -184,9 +184,7 @@ def _cells(side: dict[str, Any], taskset: str | None, store: Store) -> tuple[str
     settings = job_settings(store, jobs)
     varying = varying_settings(settings)
     if varying:  # e.g. group 1 x 10 steps and group 3 x 2 steps: two experiments
-        kinds = sorted(
-            {" · ".join(SETTINGS[k].format(s.get(k)) for k in varying) for s in settings.values()}
-        )
+        kinds = sorted({settings_label(s, varying) for s in settings.values()})
         raise WorkbenchError(
             f"runs of '{model}' on '{taskset}' come from jobs with different settings "
             f"({'; '.join(kinds)}): compare one job's runs by its id "

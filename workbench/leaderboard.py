@@ -603,6 +603,11 @@ def job_settings(store, job_ids: Iterable[str | None]) -> dict[str | None, dict]
     return settings
 
 
+def settings_label(config: dict, keys: Iterable[str]) -> str:
+    """``group 4 · 10 steps``: the values of these settings, as rows are labelled."""
+    return " · ".join(SETTINGS[k].format(config.get(k)) for k in keys)
+
+
 def varying_settings(settings: dict[str | None, dict]) -> list[str]:
     """The settings whose values differ between these jobs."""
     return [k for k in SETTINGS if len({str(s.get(k)) for s in settings.values()}) > 1]
@@ -631,7 +636,7 @@ def taskset_cells(store, taskset: str) -> pd.DataFrame:
             if several:
                 label += f"@{key.checkpoint}" if isinstance(key.checkpoint, str) else " (base)"
             config = settings.get(key.job_id, {})
-            label += "".join(f" · {SETTINGS[k].format(config.get(k))}" for k in varying)
+            label += f" · {settings_label(config, varying)}" if varying else ""
             labels[(model, key.checkpoint, key.job_id)] = label
     cells["model"] = [
         labels[k] for k in zip(cells["model"], cells["checkpoint"], cells["job_id"], strict=True)
