@@ -101,6 +101,24 @@ def test_writing_a_run_twice_keeps_the_first(db):
     assert df.loc[0, "reward"] == 1.0 and df["success"].dtype == bool
 
 
+def test_reads_in_a_snapshot_agree_while_another_process_writes(db):
+    """A view that sums runs in one query and lists them in another (the live leaderboard)
+    reads both as of one moment: a run committed between the two is in neither."""
+    from workbench.store import Store
+
+    writer = Store(db.url)  # another connection pool: another process, as far as the db knows
+    try:
+        db.add_traces([Trace(job_id="j1", task="t", model="m", group_index=0, reward=1.0)])
+        with db.snapshot():
+            cells = db.run_cells(job_id="j1")
+            writer.add_traces([Trace(job_id="j1", task="t", model="m", group_index=1)])
+            listed = db.finished_runs("j1")
+            assert int(cells["runs"].sum()) == len(listed) == db.count_traces("j1") == 1
+        assert len(db.finished_runs("j1")) == 2
+    finally:
+        writer.engine.dispose()
+
+
 async def test_a_cancelled_job_resumes_without_duplicates(db):
     job = workbench.start(toy_tasks(20), "scripted:slow", max_concurrent=2)
     while job.done < 4:

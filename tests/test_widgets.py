@@ -591,3 +591,73 @@ def test_voila_culls_the_kernels_of_closed_pages():
     assert "--MappingKernelManager.cull_idle_timeout=60" in cmd
     assert "--MappingKernelManager.cull_interval=10" in cmd
     assert "--MappingKernelManager.cull_connected=False" in cmd  # an open page keeps its own
+
+
+# -- live counts that stay right -------------------------------------------------------------
+
+
+async def test_a_job_resumed_from_the_dashboard_is_counted_live_on_its_leaderboard(store):
+    store.save_taskset(toy_taskset())
+    dash = Dashboard("toy-count", store=store)
+    dialog = dash.dialog
+    dialog.models.value, dialog.other_models.value = (), "scripted:slow"
+    dialog.group_size.value, dialog.max_concurrent.value = 5, 2
+    job = dialog.run()
+    job.subscribe(lambda e: isinstance(e, RunFinished) and job.done >= 4 and dialog.cancel())
+    await job
+    assert dash.leaderboard.runs == store.count_traces(job.id) < job.total
+    resumed = dialog.resume()  # a new Job object with the same id
+    await resumed
+    assert dash.leaderboard.runs == store.count_traces(job.id) == job.total  # no refresh
+
+
+async def test_refreshing_the_dashboard_mid_job_keeps_the_leaderboard_live(store):
+    store.save_taskset(toy_taskset())
+    dash = Dashboard("toy-count", store=store)
+    dialog = dash.dialog
+    dialog.models.value, dialog.other_models.value = (), "scripted:slow"
+    dialog.group_size.value, dialog.max_concurrent.value = 5, 2
+    job = dialog.run()
+    pressed = []
+
+    def press(event):
+        if isinstance(event, RunFinished) and job.done >= 4 and not pressed:
+            pressed.append(job.done)
+            dash.refresh_button.click()
+
+    job.subscribe(press)
+    await job
+    assert pressed and dash.leaderboard.runs == job.total == 20
+
+
+async def test_a_run_stored_while_the_leaderboard_reads_is_counted_once(store, monkeypatch):
+    """The trace writer commits from a thread: between the board's read of the sums and of
+    the stored runs (dropped from both), or before the board reads with its event after
+    (counted twice). Both interleavings, forced."""
+    taskset = toy_taskset(2)
+    job = workbench.create_job(taskset, "scripted:expert", store=store)
+    job.status = "running"
+    board = Leaderboard(job)
+
+    def run(task):
+        return workbench.Trace(
+            job_id=job.id, taskset=taskset.name, task=task, model="scripted:expert",
+            group_index=0, reward=1.0, success=True, stop_reason="done",
+        )  # fmt: skip
+
+    first, second = run(taskset.slugs[0]), run(taskset.slugs[1])
+    job._emit(RunFinished(job.id, first))  # the event, then the commit (mid-read)
+    read = store.finished_runs
+
+    def committed_meanwhile(job_id):
+        store.add_traces([first])
+        return read(job_id)
+
+    monkeypatch.setattr(store, "finished_runs", committed_meanwhile)
+    board.watch(job)
+    monkeypatch.setattr(store, "finished_runs", read)
+    assert board.runs == 1
+    store.add_traces([second])  # the commit, the board's read, then the event
+    board.watch(job)
+    job._emit(RunFinished(job.id, second))
+    assert board.runs == 2

@@ -19,6 +19,7 @@ training) or in settings (group size, step limit, sampling, timeout) the rows sa
 
 from __future__ import annotations
 
+import contextlib
 import html
 import io
 import json
@@ -131,6 +132,7 @@ class Leaderboard(w.VBox):
         self._stored: list[pd.DataFrame] = []
         self._live: dict[str, dict[tuple, dict[str, Any]]] = {}
         self._jobs: dict[str, Job] = {}
+        self._stored_keys: dict[str, set[tuple[str, str, int]]] = {}  # per live job, as read
         self._configs: dict[str, dict[str, Any]] = {}
         self._models_jobs: dict[str, list[str]] = {}  # a taskset's jobs that ran each model
         self._unsubscribe: list = []
@@ -213,16 +215,24 @@ class Leaderboard(w.VBox):
     # -- what is counted ----------------------------------------------------------------
 
     def show(self, source: Job | Taskset | str | Iterable[Job]) -> None:
-        """Replace what is shown: a job (live), a taskset's stored runs, or several jobs."""
+        """Replace what is shown: a job (live), a taskset's stored runs, or several jobs.
+
+        A taskset shown again (a refresh) goes on following its jobs that still run: their
+        runs count as they finish, not only once the job ends."""
+        running = [j for j in self._jobs.values() if not j.is_done()]
         for unsubscribe in self._unsubscribe:
             unsubscribe()
         self._unsubscribe, self._sources, self._live, self._jobs = [], [], {}, {}
+        self._stored_keys = {}
         self._configs.pop(None, None)
         if isinstance(source, Taskset | str):
             name = source.name if isinstance(source, Taskset) else source
             store = self.store or workbench.get_store()
             self._sources.append((store, lambda s: self._read(s, taskset=name), name))
             self.title.value = f'<div class="wb-title">Leaderboard · {html.escape(name)}</div>'
+            for job in running:
+                if job.taskset.name == name:
+                    self._follow(job)
         else:
             jobs = [source] if isinstance(source, Job) else list(source)
             names = sorted({j.taskset.name for j in jobs})
@@ -234,38 +244,56 @@ class Leaderboard(w.VBox):
         self._reconcile()
 
     def watch(self, job: Job, *, redraw: bool = True) -> None:
-        """Count a job's stored runs and, while it runs, each run as it finishes."""
+        """Count a job's stored runs and, while it runs, each run as it finishes (a job
+        resumed under the same id is followed again)."""
         self._follow(job)
         if redraw:
             self._reconcile()
 
     def _follow(self, job: Job) -> None:
-        if job.id in self._jobs:
+        if self._jobs.get(job.id) is job:
             return
+        again = job.id in self._jobs  # the same job resumed: a new Job object, new events
         self._jobs[job.id] = job
         if not job.is_done():  # subscribe first, then read (in _reconcile)
             self._live[job.id] = {}
             self._unsubscribe.append(job.subscribe(self._on_event, steps=False))
             later(0.5, self._reconcile)  # runs still in the trace writer's last batch
-        covered = any(name == job.taskset.name for _, _, name in self._sources)
+        covered = again or any(name == job.taskset.name for _, _, name in self._sources)
         if not covered:  # a taskset shown already reads this job's stored runs
             read = lambda s, i=job.id: self._read(s, job_id=i)  # noqa: E731
             self._sources.append((job.store, read, None))
 
     def _reconcile(self) -> None:
-        """Read the stored runs again; keep live runs only until the store has them."""
-        self._stored = [read(store) for store, read, _ in self._sources]
-        for job_id, runs in self._live.items():
-            if runs:
-                stored = self._jobs[job_id].store.finished_runs(job_id)
-                self._live[job_id] = {k: v for k, v in runs.items() if k not in stored}
+        """Read the stored runs again; keep live runs only until the store has them.
+
+        The sums and the list of stored runs are read as of one moment (a run the trace
+        writer commits meanwhile is in both or in neither), and a run's event that comes
+        after its run was read from the store is not counted again."""
+        stores = {id(store): store for store, _, _ in self._sources}
+        stores.update({id(job.store): job.store for job in self._jobs.values()})
+        with contextlib.ExitStack() as reading:
+            for store in stores.values():
+                reading.enter_context(store.snapshot())
+            self._stored = [read(store) for store, read, _ in self._sources]
+            self._stored_keys = {
+                job_id: self._jobs[job_id].store.finished_runs(job_id) for job_id in self._live
+            }
+        for job_id, runs in list(self._live.items()):
+            stored = self._stored_keys[job_id]
+            self._live[job_id] = {k: v for k, v in runs.items() if k not in stored}
+            if self._jobs[job_id].is_done() and not self._live[job_id]:
+                del self._live[job_id], self._stored_keys[job_id]  # all in the store now
         self._redraw.flush()
 
     def _on_event(self, event) -> None:
         if isinstance(event, RunFinished):
             trace = event.trace
+            key = (trace.task, trace.model, trace.group_index)
+            if key in self._stored_keys.get(event.job_id, ()):
+                return  # read from the store already
             runs = self._live.setdefault(event.job_id, {})
-            runs[(trace.task, trace.model, trace.group_index)] = run_cell(trace)
+            runs[key] = run_cell(trace)
             self._redraw()
         elif isinstance(event, JobFinished):
             self._reconcile()

@@ -8,11 +8,12 @@ a resumed or retried job never duplicates a run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -281,9 +282,46 @@ class Store:
             postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
         )
         self._lock = threading.Lock()
+        self._pinned = threading.local()  # this thread's snapshot connection (snapshot())
 
     def __repr__(self) -> str:
         return f"Store({self.engine.url.render_as_string(hide_password=True)!r})"
+
+    # -- reading at one moment -----------------------------------------------------------
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Reads (of this thread) inside the block see the database as of one moment.
+
+        A view that sums stored runs in one query and lists them in another would otherwise
+        miss a run committed between the two, or count it twice. One read transaction:
+        SQLite in WAL mode keeps its snapshot from the first read; PostgreSQL at REPEATABLE
+        READ. Nested blocks share the outer one's."""
+        if getattr(self._pinned, "conn", None) is not None:
+            yield
+            return
+        with self.engine.connect() as conn:
+            if self.engine.dialect.name == "sqlite":
+                # pysqlite starts transactions only before writes: begin one by hand
+                conn.exec_driver_sql("BEGIN")
+            else:
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+                conn.begin()
+            self._pinned.conn = conn
+            try:
+                yield
+            finally:
+                self._pinned.conn = None
+                conn.rollback()
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[sa.Connection]:
+        pinned = getattr(self._pinned, "conn", None)
+        if pinned is not None:
+            yield pinned
+            return
+        with self.engine.connect() as conn:
+            yield conn
 
     # -- tasksets -------------------------------------------------------------------------
 
@@ -310,7 +348,7 @@ class Store:
             conn.execute(stmt)
 
     def load_taskset(self, name: str) -> Taskset | None:
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             row = conn.execute(
                 sa.select(tasksets_table).where(tasksets_table.c.name == name)
             ).first()
@@ -321,7 +359,7 @@ class Store:
 
     def list_tasksets(self) -> dict[str, int]:
         """Stored taskset names -> number of tasks."""
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             rows = conn.execute(sa.select(tasksets_table.c.name, tasksets_table.c.tasks))
             return {r.name: len(json.loads(r.tasks)) for r in rows}
 
@@ -368,7 +406,7 @@ class Store:
     def job_owner(self, job_id: str) -> tuple[str, int] | None:
         """(host, pid) of the process that last claimed the job, if any."""
         o = job_owners_table
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             row = conn.execute(sa.select(o.c.host, o.c.pid).where(o.c.job_id == job_id)).first()
         return None if row is None else (row.host, row.pid)
 
@@ -385,7 +423,7 @@ class Store:
         if not job_ids:
             return set()
         o = job_owners_table
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             owners = {
                 r.job_id: r for r in conn.execute(sa.select(o).where(o.c.job_id.in_(job_ids)))
             }
@@ -402,7 +440,7 @@ class Store:
 
     def _by_id_prefix(self, table: sa.Table, prefix: str, kind: str, hint: str):
         """The one row whose id starts with ``prefix`` (ids are long; people type a few)."""
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             rows = conn.execute(
                 # autoescape: a % or _ the user typed is a character, not a wildcard
                 sa.select(table).where(table.c.id.startswith(prefix, autoescape=True)).limit(2)
@@ -453,7 +491,7 @@ class Store:
             .select_from(j.outerjoin(counts, counts.c.job_id == j.c.id))
             .order_by(j.c.created_at.desc())
         )
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             df = pd.DataFrame(conn.execute(query).mappings().all())
         if df.empty:
             return pd.DataFrame(
@@ -495,7 +533,7 @@ class Store:
     def finished_runs(self, job_id: str) -> set[tuple[str, str, int]]:
         """(task, model, group index) of every run of the job already stored."""
         t = traces_table
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             rows = conn.execute(
                 sa.select(t.c.task, t.c.model, t.c.group_index).where(
                     t.c.job_id == job_id, t.c.stop_reason != "cancelled"
@@ -521,7 +559,7 @@ class Store:
         query = query.order_by(traces_table.c.started_at)
         if limit:
             query = query.limit(limit)
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             return [row_trace(r) for r in conn.execute(query)]
 
     def traces_df(
@@ -533,7 +571,7 @@ class Store:
         """One row per run without the conversation: for leaderboards and analysis."""
         cols = [traces_table.c[name] for name in SUMMARY_COLUMNS]
         query = self._filtered(sa.select(*cols), job_id, taskset, models, None)
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             result = conn.execute(query)
             df = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
         if not df.empty:
@@ -568,7 +606,7 @@ class Store:
             sa.func.sum(counted * counted).label("reward_sq"),
         ).where(t.c.stop_reason != "cancelled")
         query = self._filtered(query, job_id, taskset, models, None).group_by(*keys)
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             result = conn.execute(query)
             return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
 
@@ -583,7 +621,7 @@ class Store:
         query = sa.select(t.c.task, t.c.model, t.c.group_index).where(
             t.c.job_id == job_id, sa.func.lower(messages).contains(text.lower(), autoescape=True)
         )
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             return [tuple(r) for r in conn.execute(query)]
 
     def count_traces(self, job_id: str | None = None, stop_reason: str | None = None) -> int:
@@ -592,7 +630,7 @@ class Store:
             query = query.where(traces_table.c.job_id == job_id)
         if stop_reason is not None:
             query = query.where(traces_table.c.stop_reason == stop_reason)
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             return conn.execute(query).scalar_one()
 
     # -- the model registry (workbench.training.registry): forks and checkpoint trees ------
@@ -603,12 +641,12 @@ class Store:
 
     def fork_row(self, name: str) -> sa.Row | None:
         """A fork's row (name, base, head, created_at), or None."""
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             return conn.execute(sa.select(models_table).where(models_table.c.name == name)).first()
 
     def fork_rows(self) -> list[sa.Row]:
         """Every fork's row, oldest first."""
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             query = sa.select(models_table).order_by(models_table.c.created_at)
             return list(conn.execute(query))
 
@@ -621,7 +659,7 @@ class Store:
     def checkpoints(self, model: str) -> list[sa.Row]:
         """A fork's checkpoint rows, oldest first (``manifest`` and ``evals`` are JSON)."""
         t = checkpoints_table
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             query = sa.select(t).where(t.c.model == model).order_by(t.c.created_at)
             return list(conn.execute(query))
 
@@ -665,7 +703,7 @@ class Store:
     def training_steps(self, run: str) -> pd.DataFrame:
         """A training run's steps, one row each, with its further figures as columns."""
         t, m = training_steps_table, training_step_metrics_table
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             query = sa.select(t).where(t.c.run == run).order_by(t.c.step)
             steps = pd.DataFrame(conn.execute(query).mappings().all())
             if steps.empty:
