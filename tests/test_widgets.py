@@ -25,6 +25,7 @@ from widgets import (  # noqa: E402
 )
 from workbench import Environment, RunFinished, Taskset  # noqa: E402
 from workbench.dashboard import voila_command  # noqa: E402
+from workbench.models.scripted import answer  # noqa: E402
 from workbench.training import registry  # noqa: E402
 
 # -- ScenarioForm ----------------------------------------------------------------------------
@@ -661,3 +662,110 @@ async def test_a_run_stored_while_the_leaderboard_reads_is_counted_once(store, m
     board.watch(job)
     job._emit(RunFinished(job.id, second))
     assert board.runs == 2
+
+
+def test_a_rate_or_reward_near_one_is_never_drawn_as_one(store):
+    """One failed run in 250 (reward 0.996): nowhere in the views reads 1.00 or 100%."""
+    taskset = toy_taskset(1)
+    job = workbench.create_job(taskset, "scripted:expert", store=store, group_size=250)
+    runs = [
+        workbench.Trace(
+            job_id=job.id,
+            taskset=taskset.name,
+            task=taskset.slugs[0],
+            model="scripted:expert",
+            group_index=i,
+            reward=0.996 if i == 249 else 1.0,
+            stop_reason="done",
+        )  # fmt: skip
+        for i in range(250)
+    ]
+    store.add_traces(runs)
+    store.set_job_status(job.id, "finished")
+    viewer = TraceViewer(job.id, store=store)
+    viewer.filter(failures=True)
+    assert [r["reward"] for r in viewer.rows] == ["0.996"]
+    viewer.select(0)
+    assert "reward 0.996" in viewer.detail.value and "reward 1.00<" not in viewer.detail.value
+    board = Leaderboard(taskset.name, store=store)
+    heat, bar = board.heatmap.data[0], board.bars.data[0]
+    assert [list(row) for row in heat.text] == [["99.6%"]] and "%{text}" in heat.texttemplate
+    assert list(bar.text) == ["99.6%"] and "%{text}" in bar.hovertemplate
+    assert ".0%}" not in heat.hovertemplate + bar.hovertemplate
+
+
+optional = Environment("optional-fields")
+
+
+@optional.scenario("greet")
+async def greet(
+    tags: list[str],
+    loud: bool | None = None,
+    ids: list[int] | None = None,
+    greeting: str = "hi",
+    on: __import__("datetime").date = __import__("datetime").date(2024, 1, 1),
+):
+    yield f"{greeting} {tags} {loud} {ids} {on}"
+    yield 1.0
+
+
+def test_a_form_sends_only_what_the_user_gave():
+    form = ScenarioForm(optional.scenarios["greet"])  # a date default: a JSON field
+    form.add_button.click()  # nothing filled in: the required list is missing, not []
+    assert "required" in form.fields["tags"].error.value and len(form.taskset) == 0
+    form.fields["tags"].value = ["x"]
+    task = form.add()
+    assert task.args == {
+        "tags": ["x"],
+        "greeting": "hi",
+        "on": "2024-01-01",
+    }  # no loud=False, ids=[]
+    form.fields["loud"].value = False
+    form.fields["greeting"].value = ""  # cleared: the empty greeting, not "hi"
+    assert form.add().args == {"tags": ["x"], "loud": False, "greeting": "", "on": "2024-01-01"}
+
+
+def test_the_dialog_reopened_keeps_the_tasks_picked(store):
+    dialog = RunDialog("shop-basics", store=store)
+    dialog.show()
+    dialog.models.value = ("scripted:expert",)
+    dialog.tasks.value = dialog.tasks.options[:3]
+    dialog.close()
+    dialog.show()
+    assert len(dialog.tasks.value) == 3 and "3 tasks × 1 models" in dialog.size.value
+
+
+def test_training_panel_refuses_infinite_epochs(store):
+    workbench.fork("smollm2-135m", "m")
+    panel = TrainingPanel("m")
+    panel.params["epochs"].value = "inf"
+    assert panel.train() is None and "epochs" in panel.message.value
+    assert not panel.training and not panel.train_button.disabled
+
+
+async def test_the_trace_viewer_opens_a_live_run_whose_info_is_not_json(store):
+    dated = Environment("dated")
+
+    @dated.scenario("on-day")
+    async def on_day():
+        yield "what day is it?"
+        yield {"reward": 1.0, "info": {"checked_at": __import__("datetime").datetime(2024, 1, 2)}}
+
+    @dated.policy("expert")
+    def expert(ctx):
+        return answer("a Tuesday")
+
+    job = workbench.start(Taskset("dated", [dated("on-day")]), "scripted:expert", store=store,
+                          runtime="inprocess")  # fmt: skip
+    viewer = TraceViewer(job)
+    await job
+    viewer.select(0)
+    assert "2024-01-02" in viewer.detail.value and "reward 1.00" in viewer.detail.value
+
+
+async def test_a_leaderboard_named_by_a_job_id_shows_that_job(store):
+    job = await workbench.evaluate("shop-basics", "scripted:expert", store=store)
+    board = Leaderboard(job.id[:6], store=store)
+    assert board.runs == 11 and job.id in board.title.value
+    with pytest.raises(workbench.WorkbenchError, match="no taskset or job named 'shop-basicz'"):
+        Leaderboard("shop-basicz", store=store)

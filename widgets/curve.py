@@ -43,8 +43,10 @@ def learning_curve_figure(curve: pd.DataFrame, title: str = "") -> go.Figure:
                 "arrayminus": curve["success_rate"] - curve["success_low"],
             },
             text=curve["checkpoint"],
-            customdata=curve["runs"],
-            hovertemplate="round %{x}: %{y:.0%} of %{customdata} runs<br>%{text}<extra></extra>",
+            customdata=list(zip(curve["runs"], map(percent, curve["success_rate"]), strict=True)),
+            hovertemplate=(
+                "round %{x}: %{customdata[1]} of %{customdata[0]} runs<br>%{text}<extra></extra>"
+            ),
         ),
         layout={
             "title": title,

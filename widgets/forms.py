@@ -68,12 +68,23 @@ class Field:
         style = {"description_width": "130px"}
         layout = w.Layout(width="420px")
         self.kind = "text"
+        self.default = default
         if choices is not None:
             self.kind = "choice"
             value = default.value if isinstance(default, enum.Enum) else default
             self.widget = w.Dropdown(
                 options=[(str(c), c) for c in choices],
                 value=value if value in choices else None,
+                description=label,
+                style=style,
+                layout=layout,
+            )
+        elif annotation is bool and default is None:  # required, or `bool | None = None`:
+            self.kind = "choice"  # a checkbox cannot say "not given"
+            self.widget = w.Dropdown(
+                options=[("(not given)" if self.required else "(default: None)", None)]
+                + [("true", True), ("false", False)],
+                value=None,
                 description=label,
                 style=style,
                 layout=layout,
@@ -103,7 +114,7 @@ class Field:
         else:  # dicts, nested models, anything else: JSON
             self.kind = "json"
             self.widget = w.Textarea(
-                value="" if default is None else json.dumps(default),
+                value="" if default is None else json.dumps(default, default=str),
                 placeholder="JSON",
                 description=label,
                 style=style,
@@ -132,10 +143,12 @@ class Field:
     def read(self) -> Any:
         """The value to hand to the scenario, or ``_MISSING`` (left empty: use the default)."""
         value = self.input.value
-        if self.kind == "list":
-            return list(value)
+        if self.kind == "list":  # empty and nothing else given: the default (or "required")
+            return _MISSING if not value and not self.default else list(value)
         if self.kind in ("text", "json") and value.strip() == "":
-            return _MISSING
+            # a text cleared where the default is other text is the empty text asked for
+            keep = self.kind == "text" and isinstance(self.default, str) and self.default
+            return value if keep else _MISSING
         if self.kind == "choice" and value is None:
             return _MISSING
         if self.kind == "json":

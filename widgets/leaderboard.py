@@ -35,6 +35,7 @@ import traitlets
 
 import workbench
 from workbench import Job, JobFinished, RunFinished, Store, Taskset, Trace
+from workbench.errors import NotFoundError
 from workbench.export import FORMATS, export_leaderboard
 from workbench.formatting import percent as rate_text
 from workbench.formatting import rate_interval, reward, reward_interval
@@ -147,7 +148,7 @@ class Leaderboard(w.VBox):
                     name="success rate",
                     textposition="inside",
                     insidetextanchor="start",
-                    hovertemplate="%{x}: %{y:.0%}<extra></extra>",
+                    hovertemplate="%{x}: %{text}<extra></extra>",
                 ),
                 layout={
                     "title": {"text": "success rate (95% interval)"},
@@ -168,7 +169,7 @@ class Leaderboard(w.VBox):
                     zmax=1,
                     colorscale="RdYlGn",
                     colorbar={"tickformat": ".0%", "thickness": 12},
-                    hovertemplate="%{y} · %{x}: %{z:.0%}<extra></extra>",
+                    hovertemplate="%{y} · %{x}: %{text}<extra></extra>",
                     xgap=1,
                     ygap=1,
                 ),
@@ -225,9 +226,17 @@ class Leaderboard(w.VBox):
         self._unsubscribe, self._sources, self._live, self._jobs = [], [], {}, {}
         self._stored_keys = {}
         self._configs.pop(None, None)
-        if isinstance(source, Taskset | str):
+        store = self.store or workbench.get_store()
+        job_id = self._stored_job(store, source) if isinstance(source, str) else None
+        if job_id is not None:  # a stored job's id (or prefix), as `workbench jobs` lists
+            row = store.get_job(job_id)
+            self._sources.append((store, lambda s: self._read(s, job_id=job_id), None))
+            self.title.value = (
+                f'<div class="wb-title">Leaderboard · {html.escape(row["taskset"])} · '
+                f"job {html.escape(job_id)}</div>"
+            )
+        elif isinstance(source, Taskset | str):
             name = source.name if isinstance(source, Taskset) else source
-            store = self.store or workbench.get_store()
             self._sources.append((store, lambda s: self._read(s, taskset=name), name))
             self.title.value = f'<div class="wb-title">Leaderboard · {html.escape(name)}</div>'
             for job in running:
@@ -242,6 +251,24 @@ class Leaderboard(w.VBox):
             for job in jobs:
                 self._follow(job)
         self._reconcile()
+
+    @staticmethod
+    def _stored_job(store: Store, name: str) -> str | None:
+        """The id of the stored job ``name`` names, when it names no taskset; a name that
+        is neither is an error (not an empty board that reads "no runs yet")."""
+        from workbench.tasks import builtin_tasksets
+
+        if name in builtin_tasksets() or store.load_taskset(name) is not None:
+            return None
+        if name in set(store.jobs()["taskset"]):  # runs of a taskset never saved (a file)
+            return None
+        try:
+            return store.get_job(name)["id"]
+        except NotFoundError:
+            raise NotFoundError(
+                f"no taskset or job named '{name}': `workbench tasksets` and `workbench jobs` "
+                "list them"
+            ) from None
 
     def watch(self, job: Job, *, redraw: bool = True) -> None:
         """Count a job's stored runs and, while it runs, each run as it finishes (a job
@@ -442,16 +469,18 @@ class Leaderboard(w.VBox):
         with self.heatmap.batch_update():
             heat = self.heatmap.data[0]
             if self.tasks.empty:
-                heat.z, heat.x, heat.y = [], [], []
+                heat.z, heat.x, heat.y, heat.text = [], [], [], []
             else:
                 grid = self.tasks.pivot(index="model", columns="task", values="success_rate")
                 grid = grid.reindex(list(board["model"]))
                 values = grid.to_numpy(dtype=float)
                 heat.z = [[None if np.isnan(v) else v for v in row] for row in values]
+                # the rates as text, never rounded onto 0% or 100% (a d3 ".0%" would be)
+                heat.text = [["" if np.isnan(v) else rate_text(v) for v in row] for row in values]
                 heat.x = [str(t) for t in grid.columns]
                 heat.y = [str(m) for m in grid.index]
                 many = len(grid.columns) > WIDE_HEATMAP
-                heat.texttemplate = None if many else "%{z:.0%}"
+                heat.texttemplate = None if many else "%{text}"
                 # Many tasks: the heatmap takes the whole width and names the tasks upright,
                 # shortened (the full name is in the hover), so 40 fit without scrolling.
                 names = [str(t) for t in grid.columns]

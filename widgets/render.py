@@ -7,13 +7,14 @@ import json
 from typing import Any
 
 from workbench import Trace
+from workbench.formatting import reward as reward_text
 
 
 def _text(value: Any) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        value = json.dumps(value, ensure_ascii=False, indent=1)
+        value = json.dumps(value, ensure_ascii=False, indent=1, default=str)  # as stored
     return html.escape(value, quote=False)
 
 
@@ -58,7 +59,7 @@ def render_trace(trace: Trace) -> str:
     head = (
         f'<div class="wb-title">{html.escape(trace.task)} · {html.escape(trace.model)} '
         f"· group {trace.group_index}</div>"
-        f'<span class="wb-badge {ok}">reward {trace.reward:.2f}</span>'
+        f'<span class="wb-badge {ok}">reward {reward_text(trace.reward)}</span>'
         f'<span class="wb-badge">stop: {html.escape(trace.stop_reason)}</span>'
         f'<span class="wb-badge">{trace.steps} steps</span>'
         f'<span class="wb-badge">{len(trace.tool_calls)} tool calls</span>'

@@ -269,8 +269,9 @@ class RunDialog(w.VBox):
             + "any model id can be typed above (a fork, openai:MODEL, NAME@CHECKPOINT)</div>"
         )
         slugs = taskset.slugs if taskset is not None else []
+        kept = self.tasks.value if list(self.tasks.options) == slugs else ()
         self.tasks.options = slugs
-        self.tasks.value = tuple(slugs)
+        self.tasks.value = tuple(kept or slugs)  # the same taskset keeps the tasks picked
         self._show_size()
 
     def _show_size(self) -> None:

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from workbench import Store, Trace
+from workbench.formatting import reward as reward_text
 
 COLUMNS = ["task", "model", "group", "status", "steps", "reward", "tokens", "seconds", "started"]
 COLUMNS += ["success", "id"]
@@ -233,7 +234,7 @@ class RunIndex:
                     "group": int(r.group),
                     "status": r.status,
                     "steps": int(r.steps),
-                    "reward": "" if reward is None else f"{reward:.2f}",
+                    "reward": "" if reward is None else reward_text(reward),
                     "tokens": "" if pd.isna(r.tokens) else f"{int(r.tokens):,}",
                     "time": "" if pd.isna(r.seconds) else f"{r.seconds:.2f} s",
                     "_reward": reward,

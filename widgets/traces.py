@@ -33,6 +33,7 @@ import workbench
 from workbench import Job, JobFinished, RunFinished, RunStarted, Step, Store, Trace
 from workbench.errors import NotFoundError, WorkbenchError
 from workbench.export import FORMATS, export_traces
+from workbench.formatting import reward as reward_text
 from workbench.traces import STOP_REASONS
 
 from ._live import Throttle, error_html, later, note_html, stylesheet
@@ -512,7 +513,9 @@ class TraceViewer(w.VBox):
             frame = self.index.frame
             same = frame[(frame["task"] == task) & (frame.index != self.selected)]
             for key, r in same.sort_values(["model", "group"]).iterrows():
-                reward = "running" if r["status"] == "running" else f"reward {r['reward']:.2f}"
+                reward = (
+                    "running" if r["status"] == "running" else f"reward {reward_text(r['reward'])}"
+                )
                 options.append((f"{r['model']} · group {r['group']} · {reward}", str(key)))
         self.compare_with.options = options
 

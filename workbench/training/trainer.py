@@ -56,7 +56,7 @@ class TrainConfig(pydantic.BaseModel):
     they mean in TRL's ``GRPOConfig``; SFT and RFT ignore them.
     """
 
-    model_config = pydantic.ConfigDict(extra="forbid")
+    model_config = pydantic.ConfigDict(extra="forbid", allow_inf_nan=False)  # no epochs=inf
 
     method: Literal["sft", "rft", "grpo"] = "sft"
     epochs: float = pydantic.Field(1, gt=0)
