@@ -125,6 +125,7 @@ class EvalContext:
         message = completion.message
         self.trace.messages.append(message)
         self.trace.steps += 1
+        self.trace.finish_reasons.append(completion.finish_reason)
         for key, value in completion.usage.items():
             self.trace.usage[key] = self.trace.usage.get(key, 0) + value
         if completion.checkpoint:

@@ -214,6 +214,7 @@ def trace_row(trace: Trace) -> dict[str, Any]:
         "tool_calls": [t.model_dump() for t in trace.tool_calls],
         "info": trace.info,
         "usage": trace.usage,
+        "finish_reasons": trace.finish_reasons,
     }
     return {
         "id": trace.id,
@@ -253,6 +254,7 @@ def row_trace(row: Any) -> Trace:
         tool_calls=[ToolCallRecord(**t) for t in data.get("tool_calls") or []],
         info=data.get("info") or {},
         usage=data.get("usage") or {},
+        finish_reasons=data.get("finish_reasons") or [],
     )
 
 

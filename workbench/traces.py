@@ -57,6 +57,9 @@ class Trace(pydantic.BaseModel):
     error_type: str | None = None
     error_message: str | None = None
     steps: int = 0
+    # why each assistant turn ended, as the model said: "stop", "tool_calls", "length" (cut
+    # off by max_tokens: not a finished turn), None where the model did not say
+    finish_reasons: list[str | None] = []
     usage: dict[str, int] = {}
     started_at: float = pydantic.Field(default_factory=time.time)
     ended_at: float | None = None

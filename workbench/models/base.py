@@ -41,6 +41,8 @@ class Completion:
     message: dict[str, Any]
     usage: dict[str, int] = field(default_factory=dict)
     checkpoint: str | None = None
+    # "stop", "tool_calls", "length" (cut off by max_tokens), ... as OpenAI's API says it
+    finish_reason: str | None = None
 
 
 @runtime_checkable
