@@ -368,6 +368,34 @@ async def test_any_workbench_job_exports_with_its_reward_as_the_score(tmp_path):
     )
 
 
+async def test_an_answer_cut_off_by_max_tokens_exports_as_inspect_says_it(tmp_path):
+    """Inspect marks a completion that hit the token limit ``max_tokens``; an exported run
+    whose last answer was cut off says so, one that finished says ``stop``."""
+    taskset = workbench.load_taskset("arithmetic-basics")
+    job = workbench.create_job(taskset, "scripted:weak")
+    store = workbench.get_store()
+    runs = [
+        workbench.Trace(
+            job_id=job.id,
+            taskset=taskset.name,
+            task=slug,
+            model="scripted:weak",
+            messages=[
+                {"role": "user", "content": "2 + 2?"},
+                {"role": "assistant", "content": "The answer is" if cut else "4"},
+            ],
+            finish_reasons=["length" if cut else "stop"],
+            steps=1,
+        )  # fmt: skip
+        for slug, cut in zip(taskset.slugs[:2], (True, False), strict=True)
+    ]
+    store.add_traces(runs)
+    store.set_job_status(job.id, "finished")
+    [path] = to_inspect_log(job.id, tmp_path)
+    reasons = {s.id: s.output.stop_reason for s in read_eval_log(str(path)).samples}
+    assert reasons == {taskset.slugs[0]: "max_tokens", taskset.slugs[1]: "stop"}
+
+
 # -- the command line ---------------------------------------------------------------------
 
 

@@ -45,7 +45,12 @@ from inspect_ai.model import GenerateConfig, ModelOutput, ModelUsage
 from inspect_ai.scorer import Score, value_to_float
 
 from workbench.inspect_bridge.loading import REF_MODULE, InspectSpec
-from workbench.inspect_bridge.messages import from_openai, messages_from_records, model_usage
+from workbench.inspect_bridge.messages import (
+    from_openai,
+    messages_from_records,
+    model_usage,
+    stop_reason,
+)
 from workbench.traces import Trace
 
 _STATUS = {"finished": "success", "cancelled": "cancelled", "failed": "error"}
@@ -143,7 +148,10 @@ def eval_sample(trace: Trace) -> EvalSample:
     if final is not None:
         output = ModelOutput.from_content(model, final.content)
         output.choices[0].message = final
-        output.choices[0].stop_reason = "tool_calls" if final.tool_calls else "stop"
+        turns = [m for m in trace.messages if m.get("role") == "assistant"]
+        # the last turn's finish reason, when the model gave one for each turn
+        reason = trace.finish_reasons[-1] if len(trace.finish_reasons) == len(turns) else None
+        output.choices[0].stop_reason = stop_reason(reason, final)
     usage = model_usage(trace.usage)
     output.usage = usage
     workbench = {

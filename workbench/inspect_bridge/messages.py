@@ -137,14 +137,33 @@ def messages_from_records(records: str | list[dict[str, Any]]) -> list[ChatMessa
     return _MESSAGES.validate_python(records)
 
 
-def model_output(message: dict[str, Any], model: str, usage: dict[str, int]) -> ModelOutput:
+# OpenAI's finish reasons (what Workbench's models report) as Inspect's stop reasons.
+STOP_REASONS = {
+    "stop": "stop",
+    "tool_calls": "tool_calls",
+    "length": "max_tokens",
+    "content_filter": "content_filter",
+}
+
+
+def stop_reason(finish_reason: str | None, assistant: ChatMessageAssistant) -> str:
+    """Inspect's stop reason for a turn: a turn cut off by max_tokens says so (a solver or
+    scorer that checks ``output.stop_reason == "max_tokens"`` sees it)."""
+    if finish_reason in STOP_REASONS:
+        return STOP_REASONS[finish_reason]
+    return "tool_calls" if assistant.tool_calls else "stop"
+
+
+def model_output(
+    message: dict[str, Any], model: str, usage: dict[str, int], finish_reason: str | None = None
+) -> ModelOutput:
     """A Workbench completion (an OpenAI assistant message and its usage) as a ModelOutput."""
     [assistant] = from_openai([message], model=model)
     return ModelOutput(
         model=model,
         choices=[
             ChatCompletionChoice(
-                message=assistant, stop_reason="tool_calls" if assistant.tool_calls else "stop"
+                message=assistant, stop_reason=stop_reason(finish_reason, assistant)
             )
         ],
         usage=model_usage(usage),

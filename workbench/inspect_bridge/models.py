@@ -84,7 +84,9 @@ class WorkbenchModelAPI(ModelAPI):
             for key, count in completion.usage.items():
                 if isinstance(count, int):
                     total[key] = total.get(key, 0) + count
-        return model_output(completion.message, self.model_name, completion.usage)
+        return model_output(
+            completion.message, self.model_name, completion.usage, completion.finish_reason
+        )
 
     def _task(self) -> Task | None:
         """The Workbench task a scripted policy plays: the one being graded, or (under
