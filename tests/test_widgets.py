@@ -769,3 +769,17 @@ async def test_a_leaderboard_named_by_a_job_id_shows_that_job(store):
     assert board.runs == 11 and job.id in board.title.value
     with pytest.raises(workbench.WorkbenchError, match="no taskset or job named 'shop-basicz'"):
         Leaderboard("shop-basicz", store=store)
+
+
+def test_the_trace_viewer_marks_an_answer_cut_off_by_max_tokens(store):
+    taskset = toy_taskset(1)
+    job = workbench.create_job(taskset, "scripted:expert", store=store)
+    turns = [{"role": "user", "content": "count"}, {"role": "assistant", "content": "1, 2,"}]
+    store.add_traces([
+        workbench.Trace(job_id=job.id, taskset=taskset.name, task=taskset.slugs[0],
+                        model="scripted:expert", messages=turns, finish_reasons=["length"])
+    ])  # fmt: skip
+    store.set_job_status(job.id, "finished")
+    viewer = TraceViewer(job.id, store=store)
+    viewer.select(0)
+    assert viewer.detail.value.count("cut off by max_tokens") == 1

@@ -18,13 +18,26 @@ def _text(value: Any) -> str:
     return html.escape(value, quote=False)
 
 
-def render_messages(messages: list[dict[str, Any]]) -> str:
-    """A conversation as HTML: each message, tool calls and tool results marked."""
+def render_messages(
+    messages: list[dict[str, Any]], finish_reasons: list[str | None] | None = None
+) -> str:
+    """A conversation as HTML: each message, tool calls and tool results marked, and an
+    answer the token limit cut off (``finish_reasons``: one per assistant turn) said so."""
     names: dict[str, str] = {}
     parts = []
+    turns = [m for m in messages if m.get("role") == "assistant"]
+    reasons = finish_reasons if finish_reasons and len(finish_reasons) == len(turns) else []
+    turn = 0
     for message in messages:
         role = message.get("role", "?")
         body = f'<div class="wb-role">{html.escape(role)}</div>'
+        if role == "assistant":
+            if reasons and reasons[turn] == "length":
+                body = (
+                    f'<div class="wb-role">{html.escape(role)} '
+                    '<span class="wb-badge wb-bad">cut off by max_tokens</span></div>'
+                )
+            turn += 1
         if message.get("content"):
             body += f"<pre>{_text(message['content'])}</pre>"
         for call in message.get("tool_calls") or []:
@@ -78,7 +91,7 @@ def render_trace(trace: Trace) -> str:
         )
     if trace.info:
         head += f'<div class="wb-help">info: {_text(trace.info)}</div>'
-    return head + render_messages(trace.messages)
+    return head + render_messages(trace.messages, trace.finish_reasons)
 
 
 def render_running(
