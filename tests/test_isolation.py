@@ -297,3 +297,32 @@ async def test_a_module_left_in_the_working_directory_shadows_nothing(tmp_path, 
         job = await workbench.evaluate(tasks, "scripted:expert", runtime=runtime, max_concurrent=2)
         assert set(job.traces_df()["stop_reason"]) == {"done"}, runtime
     assert not marker.exists()
+
+
+DATED = """
+import datetime
+from workbench import Environment, answer
+
+env = Environment("dated")
+
+@env.scenario("on-day")
+async def on_day():
+    yield "What day is it?"
+    yield {"reward": 1.0, "info": {"at": datetime.datetime(2024, 1, 2, 3, 4), "seen": {"a"}}}
+
+@env.policy("expert")
+def expert(ctx):
+    return answer("a Tuesday")
+"""
+
+
+@pytest.mark.parametrize("runtime", ["isolated", "inprocess", "subprocess"])
+async def test_a_rewards_info_is_stored_alike_in_every_runtime(runtime, tmp_path):
+    """Dates and sets in a reward's info read back as the same JSON wherever the run ran."""
+    (tmp_path / "dated.py").write_text(DATED.replace('"dated"', f'"dated-{runtime}"'))
+    env = resolve_environment(f"{tmp_path / 'dated.py'}:env")
+    job = await workbench.evaluate(
+        workbench.Taskset("dated", [env("on-day")]), "scripted:expert", runtime=runtime
+    )
+    [trace] = workbench.get_store().traces(job_id=job.id)
+    assert trace.info == {"at": "2024-01-02T03:04:00", "seen": ["a"]}

@@ -24,7 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from workbench import config
 from workbench.errors import NotFoundError, WorkbenchError
 from workbench.tasks import Task, Taskset
-from workbench.traces import SUCCESS_THRESHOLD, ToolCallRecord, Trace
+from workbench.traces import SUCCESS_THRESHOLD, ToolCallRecord, Trace, json_default
 
 metadata = sa.MetaData()
 
@@ -198,11 +198,11 @@ def _storable(text: str) -> str:
 def _json_text(data: Any) -> str:
     """JSON as UTF-8 text; lone surrogates escaped the JSON way (``\\udce9``), which
     ``json.loads`` reads back as they were: the conversation is kept exactly."""
-    text = json.dumps(data, default=str, ensure_ascii=False)
+    text = json.dumps(data, default=json_default, ensure_ascii=False)
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        return json.dumps(data, default=str)  # ASCII: every non-ASCII character escaped
+        return json.dumps(data, default=json_default)  # ASCII: every non-ASCII character escaped
     return text
 
 

@@ -20,6 +20,18 @@ STOP_REASONS: tuple[str, ...] = ("done", "max_steps", "error", "timeout", "cance
 SUCCESS_THRESHOLD = 1.0
 
 
+def json_default(value: Any) -> Any:
+    """``json.dumps(..., default=json_default)``: what a scenario puts in a reward's info or
+    a tool returns (dates, sets, models) as the same JSON whatever the runtime: pydantic's
+    JSON form (ISO dates, sets as lists), or the value's text when it has none."""
+    import pydantic_core
+
+    try:
+        return pydantic_core.to_jsonable_python(value)
+    except pydantic_core.PydanticSerializationError:
+        return str(value)
+
+
 def new_id() -> str:
     return uuid.uuid4().hex
 

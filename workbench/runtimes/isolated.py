@@ -67,6 +67,7 @@ from workbench.episode import ScenarioError, ToolOutcome, parse_arguments
 from workbench.errors import WorkbenchError
 from workbench.runtimes import CWD_LAST, run_environ
 from workbench.tasks import Task
+from workbench.traces import json_default
 
 FORK_AVAILABLE = hasattr(os, "fork") and hasattr(socket, "send_fds")
 _LINE_LIMIT = 256 * 1024 * 1024  # one JSON line: a prompt or tool result can be large
@@ -343,7 +344,7 @@ class _Lines:
             self._buffer += chunk
 
     def write(self, message: Any) -> None:
-        data = memoryview(json.dumps(message, default=str).encode() + b"\n")
+        data = memoryview(json.dumps(message, default=json_default).encode() + b"\n")
         while data:
             data = data[os.write(self.fd, data) :]
 
@@ -763,7 +764,9 @@ class IsolatedEpisode:
         if self._channel is None:
             raise ScenarioError("the isolated run is not started")
         self._busy = True  # until its reply: a run left here is killed by close()
-        await self._channel.write(json.dumps({"op": op, **fields}, default=str).encode() + b"\n")
+        await self._channel.write(
+            json.dumps({"op": op, **fields}, default=json_default).encode() + b"\n"
+        )
         return await self._reply(op)
 
     async def _reply(self, op: str) -> Any:
@@ -801,7 +804,7 @@ class IsolatedEpisode:
             # process says hello (its pid) first, then answers it.
             start = {"op": "start", "task": self.task.model_dump(mode="json")}
             self._busy = True
-            await channel.write(json.dumps(start, default=str).encode() + b"\n")
+            await channel.write(json.dumps(start, default=json_default).encode() + b"\n")
             hello = await channel.readline()
             if hello:
                 break
