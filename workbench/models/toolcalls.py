@@ -12,7 +12,8 @@ Hermes/Qwen convention, so models trained on it elsewhere recognise it. :func:`r
 turns OpenAI-format messages into plain chat messages in this format, and
 :func:`parse` reads a completion back into OpenAI ``tool_calls``; training data is rendered
 with the same :func:`render`, so a trained model learns exactly what the parser reads.
-Text that does not parse as a tool call is a plain answer, never an error.
+Text that does not parse as a tool call is a plain answer, never an error, and stays in the
+message's content beside any call that did parse: what the model wrote is never lost.
 """
 
 from __future__ import annotations
@@ -98,15 +99,17 @@ def parse(text: str, step: int = 0) -> dict[str, Any]:
     Call ids are ``call_{step}_{i}``: unique in a conversation (``step`` counts the assistant
     turns before this one) and the same wherever the text is parsed, in-process or gateway.
     """
-    calls = []
+    calls, rest, done = [], [], 0
     for match in _CALL.finditer(text):
         call = _parse_call(match.group(1), f"call_{step}_{len(calls)}")
-        if call is not None:
-            calls.append(call)
+        if call is not None:  # a block that did not parse stays in the text: it is what
+            calls.append(call)  # the model wrote, for the researcher to read
+            rest.append(text[done : match.start()])
+            done = match.end()
     if not calls:
         return {"role": "assistant", "content": text}
-    rest = _CALL.sub("", text).strip()
-    return {"role": "assistant", "content": rest or None, "tool_calls": calls}
+    content = "".join(rest + [text[done:]]).strip()
+    return {"role": "assistant", "content": content or None, "tool_calls": calls}
 
 
 def _parse_call(body: str, call_id: str) -> dict[str, Any] | None:
