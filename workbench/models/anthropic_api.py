@@ -305,4 +305,17 @@ def from_anthropic(response: Any) -> Completion:
             "completion_tokens": completion,
             "total_tokens": prompt + completion,
         }
-    return Completion(message=message, usage=usage)
+    reason = getattr(response, "stop_reason", None)
+    return Completion(
+        message=message, usage=usage, finish_reason=FINISH_REASONS.get(reason, reason)
+    )
+
+
+# Anthropic's stop_reason in OpenAI's words (others, e.g. "refusal", "pause_turn", as they are)
+FINISH_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+}

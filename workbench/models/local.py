@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.errors import WorkbenchError
-from workbench.models import toolcalls
+from workbench.models import toolcalls, turns
 from workbench.models.base import Completion, RunInfo, Sampling
 from workbench.models.hf import (  # noqa: F401 - BUNDLED, INSTALL_HINT, bundled_path: for callers
     BUNDLED,
@@ -97,10 +97,9 @@ class BatchingEngine:
     # -- prompts --------------------------------------------------------------------------
 
     def encode_chat(self, messages: list[dict[str, str]]) -> list[int]:
-        text = self.tokenizer.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=True
-        )
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        """The prompt's ids, each assistant turn tokenised apart from the template's text
+        (:mod:`workbench.models.turns`): the ids training puts before the same turn."""
+        return turns.encode(self.tokenizer, messages, add_generation_prompt=True)
 
     # -- requests -------------------------------------------------------------------------
 
@@ -516,7 +515,12 @@ class LocalModel:
         run: RunInfo,
     ) -> Completion:
         message, generation = await self.generate(messages, tools, sampling)
-        return Completion(message=message, usage=_usage(generation), checkpoint=self.checkpoint)
+        return Completion(
+            message=message,
+            usage=_usage(generation),
+            checkpoint=self.checkpoint,
+            finish_reason=finish_reason(message, generation),
+        )
 
     async def stream(
         self,
@@ -541,6 +545,15 @@ class LocalModel:
             task.cancel()  # a consumer that stops reading stops the generation too
             if getter is not None:
                 getter.cancel()
+
+
+def finish_reason(message: dict[str, Any], generation: Generation) -> str:
+    """OpenAI's word for why a local turn ended: "length" when ``max_tokens`` cut it off
+    (even where what was cut parsed as a tool call: the model never closed it, nor ended
+    its turn, and training must not teach that it did), else "tool_calls" or "stop"."""
+    if generation.finish_reason == "length":
+        return "length"
+    return "tool_calls" if message.get("tool_calls") else generation.finish_reason
 
 
 def _usage(generation: Generation) -> dict[str, int]:

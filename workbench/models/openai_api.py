@@ -170,6 +170,7 @@ def _retry_after(error: BaseException | None) -> float | None:
 
 
 def _completion(response: Any) -> Completion:
+    finish = response.choices[0].finish_reason  # the API's own: "stop", "length", ...
     choice = response.choices[0].message
     message: dict[str, Any] = {"role": "assistant", "content": choice.content}
     if choice.tool_calls:
@@ -191,4 +192,4 @@ def _completion(response: Any) -> Completion:
             "completion_tokens": response.usage.completion_tokens,
             "total_tokens": response.usage.total_tokens,
         }
-    return Completion(message=message, usage=usage)
+    return Completion(message=message, usage=usage, finish_reason=finish)

@@ -158,4 +158,5 @@ class ScriptedModel:
         message = policy(ctx)
         for i, tool_call in enumerate(message.get("tool_calls") or []):
             tool_call["id"] = f"call_{step}_{i}"  # unique within the conversation
-        return Completion(message=message, usage={})
+        finish = "tool_calls" if message.get("tool_calls") else "stop"  # a policy never runs out
+        return Completion(message=message, usage={}, finish_reason=finish)
