@@ -449,3 +449,24 @@ async def test_a_job_named_twice_is_read_once(tiny_fork):
     once = select_groups(None, [job.id])
     assert select_groups(None, [job.id, job.id[:6]]).summary() == once.summary()
     assert len(select_traces(jobs=[job.id, job.id[:6]])) == len(select_traces(jobs=[job.id]))
+
+
+async def test_grpo_refuses_a_job_sampled_at_temperature_0_rather_than_read_it_as_1(tiny_fork):
+    from workbench.errors import WorkbenchError
+
+    greedy = await workbench.evaluate(
+        "mental-train", "scripted:coin", group_size=4, task_ids=["8-plus-5"], temperature=0.0
+    )
+    with pytest.raises(WorkbenchError, match="temperature 0"):
+        workbench.train(tiny_fork, method="grpo", jobs=[greedy.id], progress=False)
+    # a temperature of one's own is taken as given, and the manifest says so
+    ckpt = workbench.train(
+        tiny_fork, method="grpo", jobs=[greedy.id], temperature=0.5, progress=False
+    )
+    assert ckpt.manifest["data"]["temperature"] == 0.5
+    # a job at another temperature is read as it is
+    warm = await workbench.evaluate(
+        "mental-train", "scripted:coin", group_size=4, task_ids=["8-plus-5"], temperature=0.7
+    )
+    ckpt = workbench.train(tiny_fork, method="grpo", jobs=[warm.id], progress=False)
+    assert ckpt.manifest["data"]["temperature"] == 0.7

@@ -794,3 +794,34 @@ def test_a_gguf_is_parsed_once_while_loading_and_reads_the_same():
     for mine, theirs in zip(first.tensors, own.tensors, strict=True):
         assert mine.tensor_type == theirs.tensor_type
         assert np.array_equal(mine.data, theirs.data), mine.name
+
+
+async def test_a_local_turn_cut_off_by_max_tokens_is_stored_as_length_and_trains_no_end(
+    workbench_home,
+):
+    """A reply max_tokens cut off says so in its trace, and its training example learns its
+    text but no <|im_end|> the model never wrote."""
+    from workbench.training.data import to_dataset, tokenize_conversation
+
+    job = await workbench.evaluate(
+        "mental-train",
+        MODEL,
+        group_size=4,
+        temperature=1.0,
+        max_tokens=4,
+        task_ids=["8-plus-5", "5-minus-3"],
+    )
+    traces = job.traces()  # read back from the store
+    assert all(len(t.finish_reasons) == 1 for t in traces)
+    for t in traces:  # cut off exactly when it wrote max_tokens tokens
+        cut = t.usage["completion_tokens"] == 4
+        assert t.finish_reasons == ["length" if cut else "stop"], t.messages[-1]
+    assert any(t.finish_reasons == ["length"] for t in traces)  # it rambles at temperature 1
+    tokenizer = get_model(MODEL).engine.tokenizer
+    end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    for t, row in zip(traces, to_dataset(traces), strict=True):
+        example = tokenize_conversation(tokenizer, row["messages"], row["finish_reasons"])
+        taught = [
+            i for i, m in zip(example["input_ids"], example["assistant_masks"], strict=True) if m
+        ]
+        assert taught and (end in taught) == (t.finish_reasons == ["stop"])

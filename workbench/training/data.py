@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from workbench.errors import WorkbenchError
+from workbench.models import turns
 from workbench.models.toolcalls import render
 from workbench.store import Store, get_store
 from workbench.traces import Trace
@@ -88,13 +89,17 @@ def select_traces(
 
 
 def to_dataset(traces: list[Trace]) -> datasets.Dataset:
-    """Conversational training data: ``messages`` (rendered) and ``tools`` (JSON), per trace."""
+    """Conversational training data, per trace: ``messages`` (rendered), ``tools`` (JSON) and
+    ``finish_reasons`` (one per generated assistant turn; "length": cut off by
+    ``max_tokens``, so its end-of-turn token is no part of what the model wrote)."""
     import datasets
 
     rows = [
         {
             "messages": render(t.messages, t.tools),
             "tools": json.dumps(t.tools),
+            # why each generated turn ended: a "length" turn's end-of-turn is not learned
+            "finish_reasons": list(t.finish_reasons),
             "trace_id": t.id,
             "task": t.task,
             "model": t.model,
@@ -106,35 +111,51 @@ def to_dataset(traces: list[Trace]) -> datasets.Dataset:
 
 
 def dataset_hash(dataset: datasets.Dataset) -> str:
-    """A content hash of the conversations: the same data gives the same hash."""
+    """A content hash of the conversations: the same data gives the same hash. A turn cut off
+    by ``max_tokens`` is trained differently, so it counts (and only then: the hashes of
+    data without one are those of earlier versions)."""
     digest = hashlib.sha256()
-    for messages in dataset["messages"]:
+    reasons = (
+        dataset["finish_reasons"]
+        if "finish_reasons" in dataset.column_names
+        else [None] * len(dataset)
+    )
+    for messages, finished in zip(dataset["messages"], reasons, strict=True):
         digest.update(json.dumps(messages, sort_keys=True).encode())
+        if finished and "length" in finished:
+            digest.update(json.dumps(finished).encode())
     return digest.hexdigest()[:16]
 
 
-def tokenize_conversation(tokenizer: Any, messages: list[dict[str, str]]) -> dict[str, list[int]]:
+def tokenize_conversation(
+    tokenizer: Any,
+    messages: list[dict[str, str]],
+    finish_reasons: list[str | None] | None = None,
+) -> dict[str, list[int]]:
     """Token ids of a rendered conversation and a mask of the tokens to learn (assistant).
 
-    The mask covers each assistant turn's text and its end-of-turn token, nothing else; the
-    prompt tokens match what inference feeds the model for that turn.
+    The ids are :func:`workbench.models.turns.encode`'s, as the local engine encodes its
+    prompts: the tokens before each assistant turn are the prompt inference fed the model
+    for that turn, and a turn's text is tokenised on its own (never merged with the
+    template's newline before it). The mask covers each assistant turn's text and its
+    end-of-turn token, nothing else.
+
+    ``finish_reasons`` (a trace's, one per assistant turn it generated; they belong to the
+    last turns when the prompt itself holds assistant turns): a turn that ended by
+    ``"length"`` was cut off by ``max_tokens``; its text is learned, its end-of-turn token is
+    not, because the model never wrote it. Such runs are kept rather than left out: their
+    text is what the model wrote and what the reward judged, and the Loop's short
+    ``max_tokens`` cuts many of its successes (3 of 6 in one review's sample); learning
+    the text alone teaches nothing that did not happen.
     """
-    text = tokenizer.apply_chat_template(messages, tokenize=False)
-    spans = []  # character ranges of assistant turns, end-of-turn token included
-    for k, message in enumerate(messages):
-        if message["role"] != "assistant":
-            continue
-        before = tokenizer.apply_chat_template(
-            messages[:k], tokenize=False, add_generation_prompt=True
-        )
-        through = tokenizer.apply_chat_template(messages[: k + 1], tokenize=False)
-        if not text.startswith(through) or not through.startswith(before):
-            raise WorkbenchError("the chat template does not render turns as a growing prefix")
-        # through = before + content + end-of-turn token (+ a newline the template adds)
-        spans.append((len(before), len(through.rstrip("\n"))))
-    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    mask = [
-        int(any(start <= begin < stop for start, stop in spans))
-        for begin, _ in encoded["offset_mapping"]
-    ]
-    return {"input_ids": list(encoded["input_ids"]), "assistant_masks": mask}
+    reasons = list(finish_reasons or [])
+    n_turns = sum(1 for m in messages if m["role"] == "assistant")
+    reasons = [None] * max(0, n_turns - len(reasons)) + reasons[-n_turns:] if n_turns else []
+    ids: list[int] = []
+    mask: list[int] = []
+    for kind, text, turn in turns.pieces(tokenizer, messages):
+        piece = turns.ids_of(tokenizer, text)
+        learned = kind == "content" or (kind == "end" and reasons[turn] != "length")
+        ids.extend(piece)
+        mask.extend([int(learned)] * len(piece))
+    return {"input_ids": ids, "assistant_masks": mask}

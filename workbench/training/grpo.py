@@ -305,7 +305,7 @@ def train_grpo(
         ]
     device = next(model.parameters()).device
     plain = backend != "unsloth"  # Unsloth's model: its own forward, logits and all
-    temperature = cfg.temperature or 1.0
+    temperature = 1.0 if cfg.temperature is None else cfg.temperature  # 0 is refused earlier
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     torch.manual_seed(cfg.seed)
 

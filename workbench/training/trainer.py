@@ -199,17 +199,20 @@ def _select(cfg: TrainConfig, fork_, taskset, jobs, store) -> tuple[dict[str, An
 
         groups = select_groups(taskset, jobs, scale=cfg.scale_rewards, store=store)
         traces = [t for t, _ in groups.rollouts]
-        if cfg.temperature is None:
-            cfg.temperature = _sampling_temperature(jobs, store)
+        if cfg.temperature is None:  # the jobs of the runs selected (a taskset's too)
+            cfg.temperature = _sampling_temperature(_jobs_of(traces), store)
         dataset = to_dataset(traces)
         examples = [
             {
                 "messages": m,
+                "finish_reasons": f,
                 "advantage": a,
                 "reward": t.reward,
                 "sampled_by_parent": _sampled_by_head(t, fork_),
             }
-            for m, (t, a) in zip(dataset["messages"], groups.rollouts, strict=True)
+            for m, f, (t, a) in zip(
+                dataset["messages"], dataset["finish_reasons"], groups.rollouts, strict=True
+            )
         ]
         data = {**groups.summary(), "temperature": cfg.temperature}
     else:
@@ -230,7 +233,10 @@ def _select(cfg: TrainConfig, fork_, taskset, jobs, store) -> tuple[dict[str, An
                 stacklevel=3,
             )
         dataset = to_dataset(traces)
-        examples = [{"messages": m} for m in dataset["messages"]]
+        examples = [
+            {"messages": m, "finish_reasons": f}
+            for m, f in zip(dataset["messages"], dataset["finish_reasons"], strict=True)
+        ]
         data = {"tasks": len({t.task for t in traces})}
     sampled_by = Counter(t.model + (f"@{t.checkpoint}" if t.checkpoint else "") for t in traces)
     return {
@@ -239,10 +245,16 @@ def _select(cfg: TrainConfig, fork_, taskset, jobs, store) -> tuple[dict[str, An
         "traces": len(traces),
         "trace_ids": [t.id for t in traces],
         "dataset_hash": dataset_hash(dataset),
+        # turns cut off by max_tokens: their text is learned, an end-of-turn token is not
+        "turns_cut_off": sum(f.count("length") for f in dataset["finish_reasons"]),
         "sampled_by": dict(sampled_by),
         # the fork's own runs at its current HEAD: what rft and grpo assume
         "on_policy": all(_sampled_by_head(t, fork_) for t in traces),
     }, examples
+
+
+def _jobs_of(traces) -> list[str]:
+    return sorted({t.job_id for t in traces if t.job_id})
 
 
 def _sampled_by_head(trace, fork_) -> bool:
@@ -251,20 +263,32 @@ def _sampled_by_head(trace, fork_) -> bool:
 
 
 def _sampling_temperature(jobs: list[str] | None, store: Store) -> float:
-    """The temperature the jobs sampled at (the local engine's default is 1.0)."""
-    found = {(store.get_job(j)["config"].get("temperature") or 1.0) for j in jobs or []}
+    """The temperature the jobs sampled at (unset: the engines' default, 1.0). GRPO's ratio
+    compares the policy's probabilities with the sampler's; a job sampled greedily
+    (temperature 0) had no distribution to compare with, so it is refused, not read as 1."""
+    found = set()
+    for job in jobs or []:
+        temperature = store.get_job(job)["config"].get("temperature")
+        found.add(1.0 if temperature is None else float(temperature))
     if len(found) > 1:
         raise WorkbenchError(
             f"the jobs sampled at different temperatures ({sorted(found)}): train on one "
             "temperature at a time, or give temperature="
+        )
+    if 0.0 in found:
+        raise WorkbenchError(
+            "the jobs sampled at temperature 0 (greedy): GRPO weighs each token by its "
+            "probability under the sampler, and greedy sampling has none; evaluate at a "
+            "temperature above 0 (e.g. 1.0), or give temperature= to take log-probabilities "
+            "at that temperature anyway"
         )
     return found.pop() if found else 1.0
 
 
 def _tokenize(tokenizer, example: dict[str, Any]) -> dict[str, Any]:
     return {
-        **tokenize_conversation(tokenizer, example["messages"]),
-        **{k: v for k, v in example.items() if k != "messages"},
+        **tokenize_conversation(tokenizer, example["messages"], example.get("finish_reasons")),
+        **{k: v for k, v in example.items() if k not in ("messages", "finish_reasons")},
     }
 
 
