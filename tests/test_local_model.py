@@ -704,6 +704,37 @@ async def test_a_trained_fork_runs_on_llama_cpp_with_what_it_learned(fast, secre
     assert again.path == fork_gguf("smollm2-135m", (secret_adapter,))
 
 
+async def test_a_fork_before_training_is_served_as_its_checkpoints_are(tmp_path, workbench_home):
+    """On llama.cpp the base ships at 4 bits and a fork's merged weights are served at 8: a
+    fork against ``local:BASE`` measured the format too (6 of 30 greedy answers changed by
+    it alone). ``NAME@base`` (and a fork with no checkpoint yet) is served in the fork's
+    format, so an adapter that changes nothing answers exactly as it does."""
+    from peft import LoraConfig, get_peft_model
+
+    from workbench.models.hf import load_model
+    from workbench.models.local import LocalModel
+
+    model, _ = load_model("smollm2-135m")
+    lora = LoraConfig(r=4, target_modules="all-linear", task_type="CAUSAL_LM")
+    get_peft_model(model, lora).save_pretrained(tmp_path / "zero")  # B = 0: no change
+    workbench.fork("smollm2-135m", "zeroed")
+    untrained = get_model("zeroed@base")
+    assert untrained.engine is get_model("zeroed").engine  # HEAD is no checkpoint yet
+    zero = LocalModel("smollm2-135m", (str(tmp_path / "zero"),), model_id="zeroed-by-zero")
+    assert untrained.engine.path.name.endswith(".Q8_0.gguf")
+    greedy = Sampling(temperature=0, max_tokens=12)
+    questions = [
+        [{"role": "user", "content": f"What is {a} + {b}? Answer with just the number."}]
+        for a, b in [(17, 25), (38, 46), (9, 8), (63, 29), (51, 7), (24, 68)]
+    ]
+
+    async def answers(model):
+        done = await asyncio.gather(*(model.complete(q, [], greedy, RunInfo()) for q in questions))
+        return [c.message["content"] for c in done]
+
+    assert await answers(untrained) == await answers(zero)
+
+
 def test_a_process_with_a_loaded_engine_exits_cleanly(tmp_path):
     """No 'terminate called without an active exception': the engine's thread is stopped
     before the interpreter tears down the native code it runs."""

@@ -17,7 +17,8 @@ async def test_the_loop_lifts_held_out_success_with_non_overlapping_intervals(st
     result = await workbench.run_loop(say=said.append)
     assert [s[:3] for s in said] == ["1/5", "2/5", "3/5", "4/5", "5/5"]
     board = result.leaderboard.set_index("model")
-    base, trained = board.loc["local:smollm2-135m"], board.loc[result.fork]
+    assert result.base == f"{result.fork}@base"  # served as the checkpoint is: 8-bit weights
+    base, trained = board.loc[result.base], board.loc[result.fork]
     assert base["runs"] == trained["runs"] == 60
     assert trained["success_low"] > base["success_high"], result.leaderboard.to_string()
     assert result.separated and result.better  # paired by task, the interval excludes 0

@@ -142,18 +142,19 @@ async def _teacher_loop(
     say: Callable[[str], None] = print,
     **train_options: Any,
 ) -> LoopResult:
-    base_id = f"local:{base}"
     sampling = {"max_tokens": max_tokens}
-
-    say(f"1/5 evaluate {base_id} on {heldout_taskset} (group size {group_size})")
+    name = _free_name(name, store)
+    say(f"1/5 fork {base} as '{name}'")
+    registry.fork(base, name, store)
+    # The base as its fork's checkpoints are served (on llama.cpp: merged weights at 8 bits,
+    # where `local:BASE` is the shipped 4-bit file): the two arms differ by training alone.
+    base_id = f"{name}@base"
+    say(f"2/5 evaluate the base ('{base_id}') on {heldout_taskset} (group size {group_size})")
     before = await evaluate(
         heldout_taskset, base_id, group_size=group_size, store=store, **sampling
     )
-    say(f"2/5 collect successful traces: {teacher} on {train_taskset}")
+    say(f"3/5 collect successful traces: {teacher} on {train_taskset}")
     taught = await evaluate(train_taskset, teacher, store=store)
-    name = _free_name(name, store)
-    say(f"3/5 fork {base} as '{name}'")
-    registry.fork(base, name, store)
     say(f"4/5 train '{name}' on the successful traces of job {taught.id} ({epochs:g} epochs)")
     checkpoint = await _train_in_thread(
         "the Loop was interrupted: no checkpoint was kept",

@@ -81,7 +81,11 @@ def _fork_model(model_id: str) -> ChatModel | None:
         chain = registry.lineage(fork.name, checkpoint.id if checkpoint else None)
         adapters = tuple(str(Path(c.path) / "adapter") for c in chain)
         _FORKS[key] = LocalModel(
-            fork.base, adapters, model_id=model_id, checkpoint=checkpoint.id if checkpoint else None
+            fork.base,
+            adapters,
+            model_id=model_id,
+            checkpoint=checkpoint.id if checkpoint else None,
+            fork=True,  # before training too: served as its checkpoints are (local.get_engine)
         )
     return _FORKS[key]
 

@@ -168,7 +168,9 @@ class LlamaCppEngine(BatchingEngine):
 
     engine = "llama.cpp"
 
-    def __init__(self, name: str, adapters: tuple[str, ...] = (), max_batch: int = 16):
+    def __init__(
+        self, name: str, adapters: tuple[str, ...] = (), max_batch: int = 16, fork: bool = False
+    ):
         import llama_cpp
 
         self.L = llama_cpp
@@ -180,7 +182,8 @@ class LlamaCppEngine(BatchingEngine):
                 "folder: use local:NAME?engine=transformers"
             )
         self.tokenizer = load_tokenizer(name)
-        path = fork_gguf(name, adapters) if adapters else folder / gguf
+        # a fork (trained or not yet) in the fork format; the base as shipped
+        path = fork_gguf(name, adapters) if adapters or fork else folder / gguf
         _backend(llama_cpp)
         # Prompt tokens per prefill call, and the unit of reuse (see PREFILL_BATCH)
         self._block = 1 if _patched(llama_cpp) else UNPATCHED_BLOCK
@@ -463,8 +466,9 @@ class LlamaCppEngine(BatchingEngine):
 
 
 def fork_gguf(name: str, adapters: tuple[str, ...]) -> Path:
-    """A GGUF of the base ``name`` with a LoRA lineage merged in, quantised like the base;
-    made once per lineage and kept under ``.workbench/bases/``."""
+    """A GGUF of the base ``name`` with a LoRA lineage merged in (none: a fork before
+    training), quantised to ``FORK_QUANTISATION``; made once per lineage and kept under
+    ``.workbench/bases/``."""
     folder, gguf = resolve_local(name)
     digest = hashlib.sha256()
     for adapter in adapters:

@@ -426,18 +426,26 @@ def split_name(name: str) -> tuple[str, str | None]:
     return base, engine
 
 
-def get_engine(name: str, adapters: tuple[str, ...] = (), engine: str | None = None):
-    """The engine for a local model (and adapter lineage), loaded once per process."""
+def get_engine(
+    name: str, adapters: tuple[str, ...] = (), engine: str | None = None, fork: bool = False
+):
+    """The engine for a local model (and adapter lineage), loaded once per process.
+
+    ``fork``: weights served as a trained fork's are, also with no adapter yet (a fork
+    before training): on llama.cpp, merged and quantised to ``FORK_QUANTISATION`` rather
+    than the shipped file, so a fork's checkpoints and its untrained base differ by
+    training alone (the reference engine serves both alike anyway)."""
     folder, gguf = resolve_local(name)  # a bad name fails here, with a clear message
     engine = engine or default_engine(name)
-    key = (str(folder), gguf, adapters, engine)
+    fork = fork and engine == "llama.cpp"
+    key = (str(folder), gguf, adapters, engine) + (("fork",) if fork else ())
     with _ENGINES_LOCK:
         if key not in _ENGINES:
             try:
                 if engine == "llama.cpp":
                     from workbench.models.llamacpp import LlamaCppEngine
 
-                    _ENGINES[key] = LlamaCppEngine(name, adapters)
+                    _ENGINES[key] = LlamaCppEngine(name, adapters, fork=fork)
                 else:
                     _ENGINES[key] = Engine(name, adapters)
             except ImportError as e:
@@ -473,10 +481,12 @@ class LocalModel:
         model_id: str | None = None,
         checkpoint: str | None = None,
         engine: str | None = None,
+        fork: bool = False,
     ):
         self.name, named_engine = split_name(name)
         self.engine_name = engine or named_engine
         self.adapters = adapters
+        self.fork = fork or bool(adapters)  # served as a trained fork (see get_engine)
         self.model_id = model_id or f"local:{name}"
         self.checkpoint = checkpoint
         resolve_local(self.name)  # fail now, with a clear message, on a bad name
@@ -488,7 +498,7 @@ class LocalModel:
     @property
     def engine(self) -> BatchingEngine:
         if self._engine is None:
-            self._engine = get_engine(self.name, self.adapters, self.engine_name)
+            self._engine = get_engine(self.name, self.adapters, self.engine_name, self.fork)
         return self._engine
 
     def encode(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> list[int]:

@@ -192,12 +192,19 @@ def record_eval(
     store.set_checkpoint_evals(ckpt.id, {**ckpt.evals, taskset: results})
 
 
+BASE_PIN = "base"  # NAME@base: the fork before any training (no checkpoint)
+
+
 def resolve(model_id: str, store: Store | None = None) -> tuple[Fork, Checkpoint | None] | None:
-    """``NAME`` or ``NAME@CHECKPOINT`` -> (fork, checkpoint); None if no such fork."""
+    """``NAME``, ``NAME@CHECKPOINT`` or ``NAME@base`` -> (fork, checkpoint or None); None if
+    no such fork. ``NAME@base`` is the base model served as the fork's checkpoints are (on
+    llama.cpp: merged weights at 8 bits), so it differs from them by training alone."""
     name, _, pinned = model_id.partition("@")
     fork_ = get_fork(name, store)
     if fork_ is None:
         return None
+    if pinned == BASE_PIN:
+        return fork_, None
     if pinned:
         return fork_, get_checkpoint(name, pinned, store)
     if fork_.head is None:
