@@ -6,27 +6,37 @@ answer goes in through `_hud_submit`, the reward comes out of the scenario's res
 """
 
 import asyncio
+import contextlib
 import json
+import os
+import queue
 import subprocess
 import sys
-from contextlib import asynccontextmanager
+import threading
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
+from test_runtimes import needs_docker
 
 import workbench
 from environments.shop import env as shop
 from environments.shop.policies import expert
 from workbench import Environment, PolicyContext, Taskset, answer, call
 from workbench.mcp_mount import connect_mcp
+from workbench.runtimes.docker import SANDBOX_USER
 from workbench.runtimes.mcp_server import CONTROL_TOOLS
 
 WORKBENCH = str(Path(sys.executable).with_name("workbench"))
 CALCULATOR = str(Path(__file__).with_name("mcp_calculator_server.py"))
+MCP_ENVS = Path(__file__).with_name("mcp_envs.py")
 SHOP_TOOLS = set(shop.tools)
 
 
@@ -38,28 +48,61 @@ async def shop_over_stdio():
         yield mcp
 
 
-@asynccontextmanager
-async def connect_http(url: str):
-    async with streamable_http_client(url) as (read, write), ClientSession(read, write) as mcp:
-        await mcp.initialize()
-        yield mcp
+@dataclass
+class HttpServer:
+    """A `workbench env serve ... --transport http` process: where it listens and the header
+    it asks for, both as it printed them."""
+
+    url: str
+    headers: dict[str, str]
+    process: subprocess.Popen
+    banner: str
+
+
+@contextmanager
+def serve_over_http(ref: str, env: dict[str, str] | None = None):
+    """`workbench env serve REF --transport http --port 0`, its address and token read from
+    the two lines it prints on stderr once it listens (the rest of stderr is drained)."""
+    environ = {k: v for k, v in os.environ.items() if k != "WORKBENCH_MCP_TOKEN"}
+    server = subprocess.Popen(
+        [WORKBENCH, "env", "serve", ref, "--transport", "http", "--port", "0"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**environ, **(env or {})},
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in server.stderr], daemon=True).start()
+    try:
+        banner = [lines.get(timeout=120)]  # serving 'shop' over MCP at http://...
+        with contextlib.suppress(queue.Empty):  # Authorization: Bearer TOKEN, right after
+            banner.append(lines.get(timeout=10))
+        assert "http://127.0.0.1:" in banner[0], banner
+        url = banner[0].split(" at ")[-1].strip()
+        name, _, value = banner[-1].strip().partition(": ")
+        headers = {name: value} if name == "Authorization" else {}
+        yield HttpServer(url, headers, server, "".join(banner))
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 @pytest.fixture
 def shop_over_http():
-    """`workbench env serve shop --transport http --port 0`: its URL, read from its stderr."""
-    server = subprocess.Popen(
-        [WORKBENCH, "env", "serve", "shop", "--transport", "http", "--port", "0"],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        line = server.stderr.readline()  # "serving 'shop' over MCP at http://127.0.0.1:PORT/mcp"
-        assert "http://127.0.0.1:" in line, line
-        yield line.split(" at ")[-1].strip()
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    with serve_over_http("shop") as server:
+        yield server
+
+
+@asynccontextmanager
+async def connect_http(server: HttpServer):
+    """A plain `mcp` client over streamable HTTP, sending the server's token."""
+    http = create_mcp_http_client(headers=server.headers)
+    async with (
+        http,
+        streamable_http_client(server.url, http_client=http) as (read, write),
+        ClientSession(read, write) as mcp,
+    ):
+        await mcp.initialize()
+        yield mcp
 
 
 async def play(mcp: ClientSession, scenario: str, policy=expert, **args) -> dict:
@@ -178,10 +221,135 @@ async def test_over_http_each_session_has_its_own_run(shop_over_http):
     good, wrong = await asyncio.gather(expert_session(), careless_session())
     assert (good["reward"], wrong["reward"]) == (1.0, 0.0)
 
-    # Mounted over HTTP into another environment, the shop shows its tools and nothing else.
+
+def test_mounted_over_http_with_its_token_the_shop_shows_its_tools_and_nothing_else(
+    shop_over_http,
+):
+    # The token goes as HUD's mcp_config sends headers.
     mall = Environment("mall")
-    connect_mcp(mall, shop_over_http, name_prefix="shop")
+    config = {"shop": {"url": shop_over_http.url, "headers": shop_over_http.headers}}
+    connect_mcp(mall, config, name_prefix="shop")
     assert set(mall.tools) == {f"shop_{name}" for name in SHOP_TOOLS}
+
+
+# -- who may connect over HTTP, and where its runs play ---------------------------------------
+
+MCP_REQUEST = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "curl", "version": "1"},
+    },
+}
+
+
+def test_over_http_a_request_without_the_token_is_refused(shop_over_http):
+    url, token = shop_over_http.url, shop_over_http.headers
+    assert token["Authorization"].startswith("Bearer mcp-")  # a fresh one, printed
+    for auth in (
+        {},
+        {"Authorization": "Bearer nope"},
+        {"Authorization": token["Authorization"] + "x"},
+    ):
+        refused = httpx.post(url, json=INITIALIZE, headers={**MCP_REQUEST, **auth})
+        assert refused.status_code == 401, refused.text
+        assert (
+            "mcp-session-id" not in refused.headers
+            and "Bearer" in refused.headers["www-authenticate"]
+        )
+
+    opened = httpx.post(url, json=INITIALIZE, headers={**MCP_REQUEST, **token})
+    assert opened.status_code == 200 and opened.headers["mcp-session-id"]
+    # A session's id is no key: a tool call without the token is refused all the same.
+    call = {
+        "jsonrpc": "2.0",
+        "id": 2,
+        "method": "tools/call",
+        "params": {"name": "view_cart", "arguments": {}},
+    }
+    session = {
+        "mcp-session-id": opened.headers["mcp-session-id"],
+        "mcp-protocol-version": "2025-06-18",
+    }
+    assert httpx.post(url, json=call, headers={**MCP_REQUEST, **session}).status_code == 401
+    # The SDK's DNS-rebinding check still applies to a request with the token.
+    rebound = {**MCP_REQUEST, **token, "Host": "evil.example"}
+    assert httpx.post(url, json=INITIALIZE, headers=rebound).status_code == 421
+
+
+def test_over_http_the_token_can_come_from_the_environment_and_is_not_printed():
+    with serve_over_http("shop", env={"WORKBENCH_MCP_TOKEN": "s3cret-from-env"}) as server:
+        assert "s3cret" not in server.banner
+        assert server.headers == {"Authorization": "Bearer $WORKBENCH_MCP_TOKEN"}
+        mine = {"Authorization": "Bearer s3cret-from-env"}
+        assert httpx.post(server.url, json=INITIALIZE, headers={**MCP_REQUEST, **mine}).is_success
+        assert httpx.post(server.url, json=INITIALIZE, headers=MCP_REQUEST).status_code == 401
+
+
+async def evaluation(mcp: ClientSession, resource: str) -> dict:
+    return json.loads((await mcp.read_resource(resource)).contents[0].text)
+
+
+async def test_over_http_sessions_of_a_hud_style_environment_share_no_globals():
+    # Its state is a module global: sessions that shared the server's process would share it.
+    with serve_over_http(f"{MCP_ENVS}:globals_env") as server:
+        async with connect_http(server) as idle:
+            await idle.get_prompt("mcp-globals:idle", {})
+            async with connect_http(server) as busy:  # both sessions open at once
+                await busy.get_prompt("mcp-globals:idle", {})
+                solved = await busy.call_tool("solve", {})
+                await busy.call_tool("_hud_submit", {"scenario": "idle", "answer": "solved"})
+                busy_result = await evaluation(busy, "mcp-globals:idle")
+            await idle.call_tool("_hud_submit", {"scenario": "idle", "answer": "nothing"})
+            idle_result = await evaluation(idle, "mcp-globals:idle")
+    # Each graded on its own actions: the other session's solve() is not this one's.
+    assert (busy_result["reward"], idle_result["reward"]) == (1.0, 0.0)
+    assert f"process {server.process.pid}" not in solved.content[0].text
+
+
+async def runs_pids(mcp: ClientSession, runs: int = 2) -> list[str]:
+    """Play ``runs`` runs of mcp-code's scenario; the pid each one's tool ran in."""
+    pids = []
+    for _ in range(runs):
+        await mcp.get_prompt("mcp-code:pid", {})
+        pid = (await mcp.call_tool("whoami", {})).content[0].text
+        await mcp.call_tool("_hud_submit", {"scenario": "pid", "answer": pid})
+        assert (await evaluation(mcp, "mcp-code:pid"))["reward"] == 1.0  # graded there too
+        pids.append(pid)
+    return pids
+
+
+async def test_an_environment_that_refuses_inprocess_never_plays_in_the_server():
+    with serve_over_http(f"{MCP_ENVS}:code_env") as server:
+        async with connect_http(server) as mcp:
+            pids = await runs_pids(mcp)
+        async with connect_http(server) as mcp:  # tools alone, no prompt: a run of its own too
+            pids.append((await mcp.call_tool("whoami", {})).content[0].text)
+    assert str(server.process.pid) not in pids and len(set(pids)) == 3, pids
+
+    # On stdio too: each run in a process of its own, never the server's one process.
+    command = StdioServerParameters(
+        command=WORKBENCH, args=["env", "serve", f"{MCP_ENVS}:code_env"]
+    )
+    async with stdio_client(command) as (read, write), ClientSession(read, write) as mcp:
+        await mcp.initialize()
+        pids = await runs_pids(mcp)
+    assert len(set(pids)) == 2, pids
+
+
+@needs_docker
+async def test_pycode_over_http_runs_model_code_in_a_container_as_nobody():
+    # What an attacker on the machine did: open a session and call run_python, no prompt.
+    with serve_over_http("pycode") as server:
+        async with connect_http(server) as mcp:
+            code = "import os; print(os.getuid()); print(os.path.exists('/work'))"
+            ran = await mcp.call_tool("run_python", {"code": code})
+    printed = json.loads(ran.content[0].text)["printed"].split()
+    assert printed == [str(SANDBOX_USER), "False"], ran.content[0].text
 
 
 # -- any MCP server's tools, mounted into an environment --------------------------------------

@@ -16,8 +16,30 @@ async with stdio_client(server) as (read, write), ClientSession(read, write) as 
 ```
 
 ``--transport http`` serves the same over streamable HTTP on 127.0.0.1 (``--port``, default
-8765; the address is printed on stderr once it listens): connect with
-``mcp.client.streamable_http.streamable_http_client("http://127.0.0.1:8765/mcp")``.
+8765). Every request must carry a bearer token: ``$WORKBENCH_MCP_TOKEN`` when set, else a
+fresh one made at start. Once it listens, the server prints the address and the header to
+send on stderr::
+
+    serving 'shop' over MCP at http://127.0.0.1:8765/mcp
+    Authorization: Bearer mcp-...
+
+and a request without it gets 401 (the SDK's own Host and Origin checks, against DNS
+rebinding, apply as well)::
+
+    from mcp.shared._httpx_utils import create_mcp_http_client
+
+    headers = {"Authorization": "Bearer mcp-..."}
+    async with create_mcp_http_client(headers=headers) as http, streamable_http_client(
+        "http://127.0.0.1:8765/mcp", http_client=http
+    ) as (read, write), ClientSession(read, write) as mcp: ...
+
+Where runs play: as ``workbench eval`` plays them (:func:`workbench.runtimes.choose_runtime`),
+whatever the transport. An environment that keeps its state in ``state=`` (the shop) plays in
+the server's process; a HUD-style one, whose state lives in module globals, gets a fork of its
+own per run (the ``isolated`` runtime), so two HTTP sessions never see each other's globals;
+one that runs model-written code (``allow_inprocess=False``, ``pycode``) plays in a container
+and never in the server's process. The server that the subprocess and docker runtimes start
+inside their sandbox (:func:`main`) plays its one run in its own process.
 
 What a client sees, as HUD (``hud-python`` 0.5) registers an environment:
 
@@ -38,8 +60,9 @@ What a client sees, as HUD (``hud-python`` 0.5) registers an environment:
 Workbench's own runtimes (:class:`~workbench.runtimes.client.McpEpisode`) use three more
 unlisted tools, which keep system messages and tool schemas that MCP prompts cannot carry:
 
-- ``workbench_start(scenario, args)``: a fresh run; returns ``{"messages": [...], "tools":
-  [...]}`` (the prompt as chat messages, and the tools in OpenAI format);
+- ``workbench_start(scenario, args)``: a fresh run (scenario ``""``: of the tools alone);
+  returns ``{"messages": [...], "tools": [...]}`` (the prompt as chat messages, and the
+  tools in OpenAI format);
 - ``workbench_grade(answer)``: the answer sent into the scenario; returns ``{"reward", "info"}``;
 - ``workbench_end()``: ends the run.
 
@@ -52,11 +75,14 @@ and the run ends with the session. The 2026 sessionless protocol cannot hold a r
 
 from __future__ import annotations
 
+import hmac
 import json
 import os
+import secrets
 import socket
 import sys
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 import mcp_types as types
@@ -69,6 +95,7 @@ START, GRADE, END = "workbench_start", "workbench_grade", "workbench_end"
 SUBMIT = "_hud_submit"
 CONTROL_TOOLS = (START, GRADE, END, SUBMIT)
 DEFAULT_PORT = 8765
+TOKEN_VARIABLE = "WORKBENCH_MCP_TOKEN"
 
 
 def _text(value: Any, *, error: bool = False) -> types.CallToolResult:
@@ -186,11 +213,16 @@ def _answer_text(answer: Any) -> str | None:
 
 
 class _Run:
-    """The run of one connection: its episode, submitted answer and evaluation."""
+    """The run of one connection: its episode, submitted answer and evaluation.
 
-    def __init__(self, env: Environment):
-        self.env = env
-        self.episode: Episode | None = None
+    ``open_run(scenario, args)`` makes the episode, in whatever runtime the server plays its
+    runs in; an empty scenario is a run of the tools alone.
+    """
+
+    def __init__(self, open_run: Callable[[str, dict[str, Any]], Any]):
+        self._open = open_run
+        self.episode: Any = None
+        self.scenario: str | None = None  # the started run's scenario; None: tools only
         self.answer: str | None = None
         self.evaluation: dict[str, Any] | None = None
 
@@ -203,35 +235,42 @@ class _Run:
                 pass
 
     async def start(self, scenario: str, args: dict[str, Any]) -> list[dict[str, Any]]:
-        """A fresh run of a scenario; returns the prompt messages."""
+        """A fresh run of a scenario (``""``: of the tools alone); returns the prompt messages."""
         await self.end()
-        found = self.env.get_scenario(scenario)
-        self.answer, self.evaluation = None, None
-        self.episode = Episode(self.env, found, found.validate(args))
-        return await self.episode.start()
+        self.scenario, self.answer, self.evaluation = None, None, None
+        episode = self._open(scenario, args)
+        try:
+            messages = await episode.start()
+        except BaseException:
+            try:
+                await episode.close()
+            except Exception:
+                pass
+            raise
+        self.episode, self.scenario = episode, scenario or None
+        return messages
 
-    def _started(self, scenario: str | None = None) -> Episode:
-        episode = self.episode
-        if episode is None or episode._gen is None:
+    def _started(self, scenario: str | None = None) -> Any:
+        if self.episode is None or self.scenario is None:
             raise ScenarioError(
                 "no run in progress on this connection: get a scenario's prompt first"
             )
-        if scenario is not None and scenario.split(":")[-1] != episode.scenario.name:
+        if scenario is not None and scenario.split(":")[-1] != self.scenario:
             raise ScenarioError(
-                f"the run in progress is of scenario '{episode.scenario.name}', not '{scenario}'"
+                f"the run in progress is of scenario '{self.scenario}', not '{scenario}'"
             )
-        return episode
+        return self.episode
 
     async def grade(self, answer: str | None) -> dict[str, Any]:
         reward, info = await self._started().grade(answer)
         return {"reward": reward, "info": info}
 
     def submit(self, scenario: str, answer: Any) -> str:
-        episode = self._started(scenario)
+        self._started(scenario)
         if self.evaluation is not None:
-            raise ScenarioError(f"the run of '{episode.scenario.name}' is already graded")
+            raise ScenarioError(f"the run of '{self.scenario}' is already graded")
         self.answer = _answer_text(answer)
-        return f"Answer submitted for scenario '{episode.scenario.name}'"
+        return f"Answer submitted for scenario '{self.scenario}'"
 
     async def evaluate(self, scenario: str) -> dict[str, Any]:
         """The run graded with the submitted answer, once; HUD's ``EvaluationResult`` shape."""
@@ -249,19 +288,43 @@ class _Run:
         return self.evaluation
 
     async def call_tool(self, name: str, arguments: dict[str, Any]) -> types.CallToolResult:
-        if self.episode is None:  # a client that only uses the tools: a fresh state
-            self.episode = Episode(self.env, None, {})  # type: ignore[arg-type]
-            self.episode.state = self.env.new_state()
+        if self.episode is None:  # a client that only uses the tools: a fresh run of its own
+            await self.start("", {})
         outcome = await self.episode.call_tool(name, arguments)
         return _text(outcome.content, error=outcome.error)
+
+
+def _opener(env: Environment, runtime: str | None, *, sandboxed: bool):
+    """How a server makes each run: ``open_run(scenario, args)`` -> a not yet started episode.
+
+    ``sandboxed``: this process is itself a run's sandbox (the server that the subprocess and
+    docker runtimes start), so the run plays here. Otherwise the run goes where
+    ``workbench eval`` would send it (:func:`workbench.runtimes.choose_runtime`): an
+    environment that keeps state in ``state=`` plays in this process, a HUD-style one (state
+    in module globals) in a fork of its own, a code environment in a container; one that
+    refuses the in-process runtime never plays here. A refused runtime fails now, at start.
+    """
+    from workbench.runtimes import choose_runtime, open_episode
+    from workbench.tasks import Task
+
+    chosen = "inprocess" if sandboxed else choose_runtime(env, runtime)
+
+    def open_run(scenario: str, args: dict[str, Any]) -> Any:
+        found = env.get_scenario(scenario) if scenario else None
+        args = found.validate(args) if found else {}  # a bad argument is named here
+        if chosen == "inprocess":
+            return Episode(env, found, args)
+        return open_episode(Task(env=env.ref, scenario=scenario, args=args), chosen)
+
+    return open_run
 
 
 class _Runs:
     """Where each connection's run lives: the one run of a stdio process, or its session's."""
 
-    def __init__(self, env: Environment, *, per_session: bool):
-        self.env = env
-        self.single = None if per_session else _Run(env)
+    def __init__(self, open_run: Callable[[str, dict[str, Any]], Any], *, per_session: bool):
+        self._open = open_run
+        self.single = None if per_session else _Run(open_run)
 
     def of(self, ctx: Any) -> _Run:
         if self.single is not None:
@@ -272,7 +335,7 @@ class _Runs:
         connection = ctx.session._connection
         run = connection.state.get("workbench_run")
         if run is None:
-            run = connection.state["workbench_run"] = _Run(self.env)
+            run = connection.state["workbench_run"] = _Run(self._open)
             connection.exit_stack.push_async_callback(run.end)
         return run
 
@@ -284,14 +347,24 @@ class _Runs:
 # -- the server -------------------------------------------------------------------------------
 
 
-def build_server(env: Environment, *, per_session: bool = False):
+def build_server(
+    env: Environment,
+    *,
+    per_session: bool = False,
+    runtime: str | None = None,
+    sandboxed: bool = False,
+):
     """An MCP server (``mcp.server.lowlevel.Server``) for one environment.
 
     ``per_session``: one run per MCP session (HTTP) instead of one for the whole server (stdio).
+    ``runtime``: where runs play (None: the environment's own default, as in ``workbench
+    eval``); ``sandboxed``: in this process, which is itself a run's sandbox (see
+    :func:`_opener`). Raises :class:`~workbench.runtimes.RuntimeRefused` for a runtime the
+    environment refuses.
     """
     from mcp.server.lowlevel import Server
 
-    runs = _Runs(env, per_session=per_session)
+    runs = _Runs(_opener(env, runtime, sandboxed=sandboxed), per_session=per_session)
     tools = [
         types.Tool(name=t.name, description=t.description or None, input_schema=t.parameters)
         for t in env.tools.values()
@@ -374,11 +447,13 @@ def build_server(env: Environment, *, per_session: bool = False):
     return server
 
 
-async def serve_stdio(env: Environment) -> None:
+async def serve_stdio(
+    env: Environment, *, runtime: str | None = None, sandboxed: bool = False
+) -> None:
     """Serve one connection on stdin/stdout until the client closes it."""
     from mcp.server.stdio import stdio_server
 
-    server = build_server(env)
+    server = build_server(env, runtime=runtime, sandboxed=sandboxed)
     try:
         async with stdio_server() as (read, write):
             await server.run(read, write, server.create_initialization_options())
@@ -386,8 +461,79 @@ async def serve_stdio(env: Environment) -> None:
         await server.workbench_runs.end()
 
 
-async def serve_http(env: Environment, sock: socket.socket) -> None:
-    """Serve over streamable HTTP on a bound socket until stopped (Ctrl-C, SIGTERM)."""
+# -- who may connect over HTTP -----------------------------------------------------------------
+
+
+def new_token() -> str:
+    """A fresh bearer token for a server started without one."""
+    return "mcp-" + secrets.token_urlsafe(24)
+
+
+def http_token(token: str | None = None) -> tuple[str, str]:
+    """The token an HTTP server asks for, and how to show it: the one given, else
+    ``$WORKBENCH_MCP_TOKEN`` (shown by name: a secret set there stays out of logs), else a
+    fresh one. An empty token would let everyone in: a one-line error."""
+    from workbench.errors import WorkbenchError
+
+    if token is None and os.environ.get(TOKEN_VARIABLE) is not None:
+        token, shown = os.environ[TOKEN_VARIABLE], f"${TOKEN_VARIABLE}"
+    elif token is None:
+        token = new_token()
+        shown = token
+    else:
+        shown = token
+    if not token.strip():
+        raise WorkbenchError(
+            f"the MCP token is empty ({TOKEN_VARIABLE}): give a real one, or unset it for a "
+            "fresh one"
+        )
+    return token, shown
+
+
+class _BearerToken:
+    """ASGI middleware: an HTTP request without ``Authorization: Bearer TOKEN`` gets 401.
+
+    Outside the SDK's app, whose own Host and Origin checks (DNS rebinding) still apply.
+    """
+
+    def __init__(self, app: Any, token: str):
+        self.app, self.token = app, token.encode()
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            from starlette.datastructures import Headers
+            from starlette.responses import JSONResponse
+
+            given = Headers(scope=scope).get("authorization", "")
+            token = given[7:].strip() if given[:7].lower() == "bearer " else ""
+            if not hmac.compare_digest(token.encode(), self.token):
+                message = (
+                    "missing or wrong token: send the header 'Authorization: Bearer TOKEN' "
+                    "that the server printed when it started"
+                )
+                response = JSONResponse(
+                    {"jsonrpc": "2.0", "id": None, "error": {"code": -32001, "message": message}},
+                    status_code=401,
+                    headers={"WWW-Authenticate": 'Bearer realm="workbench-mcp"'},
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+async def serve_http(
+    env: Environment,
+    sock: socket.socket,
+    *,
+    token: str | None,
+    shown: str | None = None,
+    runtime: str | None = None,
+) -> None:
+    """Serve over streamable HTTP on a bound socket until stopped (Ctrl-C, SIGTERM).
+
+    ``token``: what every request's ``Authorization: Bearer`` must say (None: anyone may
+    call); ``shown``: how the printed header shows it.
+    """
     try:
         import uvicorn
     except ImportError as e:
@@ -396,12 +542,18 @@ async def serve_http(env: Environment, sock: socket.socket) -> None:
         raise missing_extra("gateway", "serving over HTTP", e) from None
 
     host, port = sock.getsockname()[:2]
-    server = build_server(env, per_session=True)
+    server = build_server(env, per_session=True, runtime=runtime)
     # The SDK turns on DNS-rebinding protection for a loopback host (Host and Origin checked).
     app = server.streamable_http_app(host=host)
+    if token is not None:
+        app = _BearerToken(app, token)
     web = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     sock.listen(128)  # clients that connect now wait in the backlog, not refused
     print(f"serving '{env.name}' over MCP at http://{host}:{port}/mcp", file=sys.stderr)
+    if token is None:
+        print("no token: anyone who can reach this port can call its tools", file=sys.stderr)
+    else:
+        print(f"Authorization: Bearer {shown or token}", file=sys.stderr)
     sys.stderr.flush()
     await web.serve(sockets=[sock])
 
@@ -412,20 +564,37 @@ def serve(
     *,
     host: str = "127.0.0.1",
     port: int = DEFAULT_PORT,
+    token: str | None = None,
+    no_token: bool = False,
+    runtime: str | None = None,
 ) -> None:
     """Serve an environment (or its reference) over MCP: ``stdio``, or ``http`` at
-    ``http://HOST:PORT/mcp`` (port 0: any free one; the address is printed on stderr)."""
+    ``http://HOST:PORT/mcp`` (port 0: any free one).
+
+    Over HTTP every request needs ``Authorization: Bearer TOKEN``: ``token``, else
+    ``$WORKBENCH_MCP_TOKEN``, else a fresh one; the address and the header to send are
+    printed on stderr once it listens. ``no_token=True`` lets anyone who reaches the port in.
+    Runs play in ``runtime`` (None: the environment's default, as in ``workbench eval``).
+    """
     import anyio
 
     from workbench.errors import WorkbenchError
+    from workbench.runtimes import choose_runtime
     from workbench.tasks import resolve_environment
 
     if transport not in ("stdio", "http"):
         raise WorkbenchError(f"unknown transport '{transport}': use stdio or http")
     found = resolve_environment(env) if isinstance(env, str) else env
     if transport == "stdio":
-        anyio.run(serve_stdio, found)
+        choose_runtime(found, runtime)  # a refused runtime: one line, before serving
+        anyio.run(lambda: serve_stdio(found, runtime=runtime))
         return
+    if no_token and token is not None:
+        raise WorkbenchError("a token and no_token contradict each other: drop one")
+    shown = None
+    if not no_token:
+        token, shown = http_token(token)
+    choose_runtime(found, runtime)
     # Bound here, not by uvicorn, so a busy port is a one-line error (uvicorn would exit).
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -436,24 +605,28 @@ def serve(
         raise WorkbenchError(
             f"cannot serve on {host}:{port}: {e.strerror} (--port 0 takes any free port)"
         ) from None
-    anyio.run(serve_http, found, sock)
+    anyio.run(lambda: serve_http(found, sock, token=token, shown=shown, runtime=runtime))
 
 
 def main(ref: str, *flags: str) -> None:
-    """Entry point of a server process: resolve the environment, serve it on stdio.
+    """Entry point of a server process that the subprocess and docker runtimes start: resolve
+    the environment, serve it on stdio, and play its runs in this process (the process, or
+    its container, is the run's sandbox).
 
     ``--private-cwd``: once the environment is imported (from the directory it was started
     in), the run goes on in a new empty directory, removed at the end: files the run
     writes are its own, as in the isolated runtime, and never land where later servers
     start."""
-    if "--private-cwd" not in flags:
-        serve(ref)
-        return
-    import tempfile
+    import anyio
 
     from workbench.tasks import resolve_environment
 
     found = resolve_environment(ref)
+    if "--private-cwd" not in flags:
+        anyio.run(lambda: serve_stdio(found, sandboxed=True))
+        return
+    import tempfile
+
     with tempfile.TemporaryDirectory(prefix="workbench-run-") as workdir:
         os.chdir(workdir)
-        serve(found)
+        anyio.run(lambda: serve_stdio(found, sandboxed=True))
