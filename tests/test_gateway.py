@@ -377,3 +377,55 @@ def test_junk_model_ids_are_refused_and_not_kept(gateway, client):
         assert reply.status_code == 404 and reply.json()["error"]["code"] == "model_not_found"
         assert "longer than 512 characters" in reply.json()["error"]["message"]
     assert client.models.list().data  # still serving
+
+
+def test_a_dns_rebinding_page_cannot_read_a_gateway_without_a_key(tmp_path):
+    with gateway_process("--no-auth", home=tmp_path) as server:
+        # A page of evil.example whose name now points at 127.0.0.1: same origin to the
+        # browser, so a GET goes without Origin, its own name in Host.
+        for host in (
+            f"evil.example:{server.port}",
+            "evil.example",
+            f"127.0.0.1.evil:{server.port}",
+        ):
+            reply = httpx.get(f"{server.url}/v1/models", headers={"Host": host})
+            assert reply.status_code == 421, (host, reply.text)
+            assert reply.json()["error"]["code"] == "host_not_allowed"
+        # The real client, by any loopback name, is served.
+        for base in (server.url, f"http://localhost:{server.port}"):
+            client = openai.OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0)
+            assert "scripted:expert" in {m.id for m in client.models.list()}
+
+
+def test_refused_model_ids_are_not_kept_and_served_ones_are_bounded(monkeypatch):
+    from starlette.testclient import TestClient
+
+    from workbench import models
+    from workbench.gateway import create_app
+
+    monkeypatch.setattr(models, "_CACHE", {})
+    go = [{"role": "user", "content": "Count to 2."}]  # what the upstream plays
+    with FaultServer() as upstream, TestClient(create_app(KEY)) as http:
+        monkeypatch.setenv("OPENAI_BASE_URL", upstream.url)
+        monkeypatch.setenv("OPENAI_API_KEY", "upstream-key")
+        # The real client, its requests handed to the app in this process.
+        client = openai.OpenAI(
+            base_url="http://testserver/v1", api_key=KEY, http_client=http, max_retries=0
+        )
+        for i in range(30):  # ids the gateway takes for names, each request refused
+            with pytest.raises(openai.BadRequestError):  # a scripted policy needs a task
+                client.chat.completions.create(model=f"scripted:p{i}" + "x" * 400, messages=go)
+            with pytest.raises(openai.BadRequestError):  # no such policy in the shop
+                client.chat.completions.create(
+                    model=f"scripted:p{i}", messages=go, extra_body={"task": SHOP_TASK}
+                )
+            upstream.inject("400")
+            with pytest.raises(openai.BadRequestError):  # the upstream refuses it
+                client.chat.completions.create(model=f"openai:m{i}" + "x" * 400, messages=go)
+        assert models._CACHE == {}  # nothing kept
+
+        # Served ids are kept (one client each), up to the bound, least recently used first.
+        monkeypatch.setattr(models, "MAX_CACHED", 4)
+        for i in range(10):
+            assert client.chat.completions.create(model=f"openai:m{i}", messages=go).choices
+        assert list(models._CACHE) == [f"openai:m{i}" for i in range(6, 10)]

@@ -13,18 +13,22 @@ client.chat.completions.create(model="local:smollm2-135m", messages=[...])
 Who may call it: a client that sends the key (``Authorization: Bearer KEY``; ``workbench
 serve`` prints a fresh one unless ``--api-key`` or ``WORKBENCH_API_KEY`` gives one, and
 ``--no-auth`` turns the check off), and not a web page: a request with a foreign ``Origin``
-is refused, and a body must be JSON, which a page cannot send to another origin unasked.
+is refused, a body must be JSON, which a page cannot send to another origin unasked, and on a
+loopback address a request whose ``Host`` is not a loopback name (``127.0.0.1``,
+``localhost``, ``[::1]``, with the port) is refused, as a DNS-rebinding page sends its own.
 What a request can make it run: models, and the scripted policies of the environments its
 owner allows (the shipped ones and ``--env REF``); a task naming anything else is refused
-before anything is imported or even looked up. A body is capped (4 MB), a connection that
-sends no request head within 10 s is dropped, open connections are capped (the oldest idle
-one makes room for a new one), and a request whose client hangs up is cancelled, generation
-included, with one log line.
+before anything is imported or even looked up. A model is kept for the next request (its
+client, its connections) only once it has answered one, in a bounded cache
+(``workbench.models``): ids that are refused or name nothing leave nothing behind. A body is
+capped (4 MB), a connection that sends no request head within 10 s is dropped, open
+connections are capped (the oldest idle one makes room for a new one), and a request whose
+client hangs up is cancelled, generation included, with one log line.
 
 Errors come back in OpenAI's format: 400 bad request, 401 missing or wrong key, 403 foreign
-origin, 404 unknown model, 408 body too slow, 413 body too large, 415 body not JSON, 500
-failure inside the model, 502 or 503 failure of an upstream endpoint (its status named); the
-server keeps serving. Scripted policies play a task: send it as ``extra_body={"task": {...}}``.
+origin, 404 unknown model, 408 body too slow, 413 body too large, 415 body not JSON, 421
+foreign Host, 500 failure inside the model, 502 or 503 failure of an upstream endpoint (its
+status named); the server keeps serving. Scripted policies play a task: send it as ``extra_body={"task": {...}}``.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ from workbench.models import (
     Sampling,
     ScriptedModel,
     get_model,
+    keep_model,
     toolcalls,
 )
 from workbench.models.openai_api import ModelAPIError
@@ -150,7 +155,10 @@ def _validation_error(error: pydantic.ValidationError) -> APIError:
     return APIError(400, f"{param}: {first['msg']}" if param else first["msg"], param)
 
 
-def _model(model_id: str, local: frozenset[str]) -> ChatModel:
+def _model(model_id: str, local: frozenset[str], held: dict[str, ChatModel]) -> ChatModel:
+    """The model a request names, made but not kept (see :func:`_served`)."""
+    if model_id in held:
+        return held[model_id]
     if model_id.startswith("local:") and model_id not in local:
         # local:PATH would load whatever file a request names: only what the owner chose.
         raise APIError(
@@ -161,11 +169,21 @@ def _model(model_id: str, local: frozenset[str]) -> ChatModel:
             "model_not_found",
         )
     try:
-        return get_model(model_id)
+        model = get_model(model_id, keep=False)
     except UnknownModelError as e:
         raise APIError(404, str(e), "model", "model_not_found") from None
     except WorkbenchError as e:
         raise APIError(400, str(e), "model") from None
+    if model_id in local:  # the owner's few: held for good, their weights loaded once
+        held[model_id] = model
+    return model
+
+
+def _served(model_id: str, model: ChatModel) -> None:
+    """A model that answered a request is kept (a bounded cache): ids that were refused, or
+    named nothing, leave nothing behind. Scripted policies cost nothing to make again."""
+    if not isinstance(model, ScriptedModel):
+        keep_model(model_id, model)
 
 
 def known_models() -> list[str]:
@@ -256,18 +274,22 @@ def create_app(
     environments: Iterable[str] = (),
     local_models: Iterable[str] = (),
     max_body: int = MAX_BODY,
+    host: str | None = None,
 ) -> Starlette:
     """The ASGI app. With ``api_key``, every request but ``/health`` needs
     ``Authorization: Bearer KEY``; without, none does (:func:`serve` asks for the choice).
 
     ``environments``: references a task may name besides the shipped environments.
     ``local_models``: ``local:PATH`` ids served besides the bundled models (and forks).
+    ``host``: the address it is bound to (None: the one each request came in on); on a
+    loopback address a request must name a loopback host (DNS rebinding), else 421.
     """
     from workbench.models.local import BUNDLED
 
     check_api_key(api_key)
     allowed = allowed_environments(environments)
     local = frozenset({f"local:{name}" for name in BUNDLED} | set(local_models))
+    held: dict[str, ChatModel] = {}  # local models: made once, kept while the app lives
 
     async def models(request: Request) -> JSONResponse:
         data = [
@@ -290,7 +312,7 @@ def create_app(
                 raise _validation_error(e) from None
             if req.task is not None:
                 req.task = _served_task(req.task, allowed)
-            model = _model(req.model, local)
+            model = _model(req.model, local, held)
             if isinstance(model, ScriptedModel) and req.task is None:
                 raise APIError(
                     400,
@@ -303,8 +325,11 @@ def create_app(
                 if req.n != 1:
                     raise APIError(400, "stream supports n=1 only", "n")
                 first, rest = await _start_stream(model, req)
+                _served(req.model, model)
                 return StreamingResponse(_sse(first, rest), media_type="text/event-stream")
-            return JSONResponse(await _complete(model, req))
+            completed = await _complete(model, req)
+            _served(req.model, model)
+            return JSONResponse(completed)
         except APIError as e:
             return e.response()
 
@@ -317,7 +342,7 @@ def create_app(
             Route("/v1/chat/completions", chat, methods=["POST"]),
             Route("/health", health, methods=["GET"]),
         ],
-        middleware=[Middleware(_Guard, api_key=api_key, max_body=max_body)],
+        middleware=[Middleware(_Guard, api_key=api_key, max_body=max_body, host=host)],
     )
 
 
@@ -333,8 +358,8 @@ class _Guard:
     app runs; then the connection is watched, and a request whose client hangs up is
     cancelled (and with it the generation it waits for) with one log line."""
 
-    def __init__(self, app, api_key: str | None, max_body: int):
-        self.app, self.api_key, self.max_body = app, api_key, max_body
+    def __init__(self, app, api_key: str | None, max_body: int, host: str | None = None):
+        self.app, self.api_key, self.max_body, self.host = app, api_key, max_body, host
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -352,6 +377,18 @@ class _Guard:
 
     def _check(self, scope) -> None:
         headers = Headers(scope=scope)
+        bound, port = (scope.get("server") or ("127.0.0.1", None))[:2]
+        if _loopback(self.host or bound):
+            # DNS rebinding: a page of evil.example, its name re-pointed at 127.0.0.1, reaches
+            # this port from the browser with its own name in Host (and no Origin on a GET).
+            host = headers.get("host", "").lower()
+            if host not in _loopback_hosts(port):
+                raise APIError(
+                    421,
+                    f"the Host header ({host or 'none'}) does not name this server: it serves "
+                    "127.0.0.1, localhost and [::1] only",
+                    code="host_not_allowed",
+                )
         origin = headers.get("origin")
         if origin is not None and origin.lower() not in _own_origins(scope):
             # Browsers name the page that sent a request; API clients send no Origin.
@@ -459,6 +496,25 @@ class _Guard:
         finally:
             watcher.cancel()
             app.cancel()
+
+
+def _loopback(host: str) -> bool:
+    """Whether an address or name is this machine's loopback (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _loopback_hosts(port: int | None) -> set[str]:
+    """The Host headers a client of a loopback server sends: a loopback name, with the port
+    or without (as some clients write the default one)."""
+    names = ("127.0.0.1", "localhost", "[::1]")
+    return {*names, *(f"{name}:{port}" for name in names if port)}
 
 
 def _own_origins(scope) -> set[str]:
@@ -725,7 +781,9 @@ def serve(
     if api_key is not None and no_auth:
         raise WorkbenchError("--no-auth and an API key contradict each other: drop one")
     local = [m for m in preload or [] if m.startswith("local:")]
-    app = create_app(api_key, environments=environments, local_models=local, max_body=max_body)
+    app = create_app(
+        api_key, environments=environments, local_models=local, max_body=max_body, host=host
+    )
     for model_id in preload or []:
         model = get_model(model_id)
         if hasattr(model, "engine"):

@@ -15,6 +15,11 @@
 An alias is resolved when the model is made: the model and its traces carry the id it stands
 for (``claude`` -> ``anthropic:claude-sonnet-5-5``), so a leaderboard never pools two models
 because an alias moved on. An alias wins over a fork of the same name.
+
+Models are kept by id, so an id gives the same model (one client) each time: the last
+``MAX_CACHED`` used, and a fork's checkpoints. A server that makes models from the ids its
+clients send keeps one only once it has served (``get_model(id, keep=False)``, then
+``keep_model``): a refused id leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -27,7 +32,10 @@ from workbench.errors import UnknownModelError
 from workbench.models.base import ChatModel, Completion, RunInfo, Sampling
 from workbench.models.scripted import PolicyContext, ScriptedModel, answer, call
 
+# Models by id, the most recently used last: a client (and its connections) per id, not
+# per run. Bounded, as a server makes models from ids its clients send.
 _CACHE: dict[str, ChatModel] = {}
+MAX_CACHED = 64
 
 # Named as HUD's CLI names its agents. Claude: the newest Sonnet in the anthropic SDK's model
 # list (HUD's default, claude-sonnet-4-5, is deprecated there). OpenAI: the default of HUD's
@@ -43,26 +51,46 @@ ALIASES: dict[str, str] = {
 MAX_MODEL_ID = 512  # characters: a fork's name, a path to a GGUF file, a provider's model
 
 
-def get_model(model_id: str) -> ChatModel:
+def get_model(model_id: str, *, keep: bool = True) -> ChatModel:
     """The model for an id; raises a one-line :class:`UnknownModelError` for unknown ids.
 
     A fork's name resolves to its HEAD checkpoint now (so moving HEAD takes effect at once);
     ``NAME@CHECKPOINT`` pins one. An alias (``claude``) gives the model it stands for.
+
+    The last :data:`MAX_CACHED` models made are kept, so the same id gives the same model
+    (one client). ``keep=False`` makes a model without keeping it: a server keeps one only
+    once it has answered a request (:func:`keep_model`), so ids that are refused, or that
+    name nothing, leave nothing behind.
     """
     model_id = ALIASES.get(model_id, model_id)
-    if model_id in _CACHE:
-        return _CACHE[model_id]
     if len(model_id) > MAX_MODEL_ID:  # models are kept by id: a server must not keep junk
         raise UnknownModelError(
             f"unknown model id '{model_id[:60]}...': longer than {MAX_MODEL_ID} characters"
         )
+    cached = _CACHE.pop(model_id, None)
+    if cached is not None:
+        _CACHE[model_id] = cached  # the most recently used, last
+        return cached
     if ":" not in model_id:
         fork = _fork_model(model_id)
         if fork is not None:
             return fork
     model = _make_model(model_id)
-    _CACHE[model_id] = model
+    if keep:
+        keep_model(model_id, model)
     return model
+
+
+def keep_model(model_id: str, model: ChatModel) -> None:
+    """Keep a model made by ``get_model(model_id, keep=False)``, that has now served: the
+    least recently used one goes when more than :data:`MAX_CACHED` are kept."""
+    model_id = ALIASES.get(model_id, model_id)
+    if ":" not in model_id:
+        return  # a fork: kept by its checkpoint (see _fork_model)
+    _CACHE.pop(model_id, None)
+    _CACHE[model_id] = model
+    while len(_CACHE) > MAX_CACHED:
+        _CACHE.pop(next(iter(_CACHE)))
 
 
 _FORKS: dict[tuple[str, str | None], ChatModel] = {}
@@ -166,4 +194,5 @@ __all__ = [
     "answer",
     "call",
     "get_model",
+    "keep_model",
 ]
