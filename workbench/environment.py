@@ -227,16 +227,33 @@ class Environment:
 
     def __init__(
         self,
-        name: str,
+        name: str = "environment",
         state: Callable[[], Any] | None = None,
         description: str = "",
         *,
         runtime: str | None = None,
         allow_inprocess: bool = True,
+        instructions: str | None = None,
+        version: str | None = None,
+        **hud_options: Any,
     ):
+        # HUD's `instructions` are its MCP server's: a description of the environment. Its
+        # v6 `capabilities` (None: the default) and v5 `conflict_resolution` change nothing
+        # here; one that is set is said so.
+        ignored = [k for k, v in hud_options.items() if v is not None]
+        if ignored:
+            import warnings
+
+            warnings.warn(
+                f"Environment options {', '.join(map(repr, ignored))} are not supported by "
+                "Workbench and are ignored",
+                stacklevel=2,
+            )
         self.name = name
         self.state_factory = state
-        self.description = description
+        self.description = description or instructions or ""
+        self.instructions = instructions
+        self.version = version
         self.runtime = runtime
         self.allow_inprocess = allow_inprocess
         self.tools: dict[str, Tool] = {}
@@ -266,20 +283,39 @@ class Environment:
 
     # -- registration -------------------------------------------------------------------
 
-    def tool(self, fn: Callable | None = None, *, name: str | None = None):
-        """Register a tool. Use as ``@env.tool`` or ``@env.tool(name="...")``."""
+    def tool(
+        self,
+        fn: Callable | str | None = None,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        **hud_options: Any,
+    ):
+        """Register a tool. Use as ``@env.tool``, ``@env.tool()``, ``@env.tool("lookup")`` or
+        ``@env.tool(name="...", description="...")`` (the description replaces the
+        docstring's). HUD's other options (``annotations``, ...) are ignored with a warning."""
+        if isinstance(fn, str):  # @env.tool("lookup"), as FastMCP and HUD allow
+            fn, name = None, fn
+        if hud_options:
+            import warnings
+
+            warnings.warn(
+                f"tool options {', '.join(map(repr, hud_options))} are not supported by "
+                "Workbench and are ignored",
+                stacklevel=2,
+            )
 
         def register(fn: Callable) -> Callable:
             doc = docstring_parser.parse(inspect.getdoc(fn) or "")
             descriptions = {p.arg_name: p.description or "" for p in doc.params}
             state_param = _state_param(fn, self.state_factory)
             model = _arguments_model(fn, state_param, descriptions)
-            description = "\n\n".join(
+            described = "\n\n".join(
                 part for part in (doc.short_description, doc.long_description) if part
             )
             tool = Tool(
                 name=name or fn.__name__,
-                description=description,
+                description=described if description is None else description,
                 fn=fn,
                 arguments=model,
                 state_param=state_param,
@@ -406,6 +442,29 @@ class Environment:
 
         return register
 
+    # -- MCP servers' tools, mounted (HUD v5's connectors) --------------------------------
+
+    def connect_mcp(self, server: Any, *, prefix: str | None = None, **options: Any) -> Environment:
+        """Mount the tools of an MCP server: a command (``["python", "server.py"]``), an
+        ``http(s)://`` URL or HUD's ``mcp_config`` dict. ``prefix`` names them
+        ``{prefix}_{tool}``; ``include`` / ``exclude`` (fnmatch patterns) choose which are
+        mounted. See :mod:`workbench.mcp_mount`."""
+        from workbench.mcp_mount import connect_mcp
+
+        connect_mcp(self, server, name_prefix=prefix or options.pop("name_prefix", None), **options)
+        return self
+
+    def connect_mcp_config(self, mcp_config: dict[str, Any], **options: Any) -> Environment:
+        """Mount every server of an ``mcp_config`` (``{"name": {"command": ..., "args": [...]}}``
+        or ``{"name": {"url": ...}}``, as Claude Desktop writes it)."""
+        for name, config in mcp_config.items():
+            self.connect_mcp({name: config}, **options)
+        return self
+
+    def connect_url(self, url: str, **options: Any) -> Environment:
+        """Mount the tools of an MCP server at an ``http(s)://`` URL (streamable HTTP)."""
+        return self.connect_mcp(url, **options)
+
     # -- tasks ----------------------------------------------------------------------------
 
     def task(self, scenario: str, slug: str | None = None, **args: Any) -> Task:
@@ -479,7 +538,16 @@ class Environment:
         self._ref = value
 
     def _find_ref(self) -> str:
-        return find_ref(self)
+        ref = find_ref(self)
+        # A task file run by `workbench eval tasks.py` (HUD v6's single-file layout) makes its
+        # tasks while it is being imported under a private module name no other process can
+        # import: name the file instead, which any process can (a fork server, a container).
+        module, _, attr = ref.partition(":")
+        if attr and module.startswith("_workbench_env_"):
+            file = getattr(sys.modules.get(module), "__file__", None)
+            if file:
+                return f"{file}:{attr}"
+        return ref
 
     # -- running --------------------------------------------------------------------------
 

@@ -37,7 +37,7 @@ import concurrent.futures
 import os
 import shlex
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import pydantic
@@ -197,8 +197,11 @@ def _result_text(result: Any) -> str:
     return "\n".join(parts)
 
 
-def _transport(server: Any) -> tuple[Callable[[], AbstractAsyncContextManager], str]:
-    """How to open a connection to a server, and how to name it in messages."""
+def _transport(
+    server: Any, headers: dict[str, str] | None = None
+) -> tuple[Callable[[], AbstractAsyncContextManager], str]:
+    """How to open a connection to a server, and how to name it in messages. ``headers`` go
+    with every HTTP request (a bearer token, as HUD's ``mcp_config`` sends them)."""
     from mcp.client.stdio import StdioServerParameters, stdio_client
 
     if isinstance(server, dict):  # HUD's mcp_config: one server, by name
@@ -206,6 +209,7 @@ def _transport(server: Any) -> tuple[Callable[[], AbstractAsyncContextManager], 
         if isinstance(config, dict) and ("url" in config or "command" in config):
             if "url" in config:
                 server = config["url"]
+                headers = {**(config.get("headers") or {}), **(headers or {})}
             else:
                 env = config.get("env")
                 server = StdioServerParameters(
@@ -220,7 +224,19 @@ def _transport(server: Any) -> tuple[Callable[[], AbstractAsyncContextManager], 
         from mcp.client.streamable_http import streamable_http_client
 
         url = server
-        return (lambda: streamable_http_client(url)), url
+        if not headers:
+            return (lambda: streamable_http_client(url)), url
+        sent = dict(headers)
+
+        @asynccontextmanager
+        async def with_headers():
+            from mcp.shared._httpx_utils import create_mcp_http_client
+
+            async with create_mcp_http_client(headers=sent) as client:
+                async with streamable_http_client(url, http_client=client) as streams:
+                    yield streams
+
+        return with_headers, url
     if isinstance(server, list | tuple) and server and all(isinstance(a, str) for a in server):
         server = StdioServerParameters(command=server[0], args=list(server[1:]))
     if isinstance(server, StdioServerParameters):
@@ -233,7 +249,16 @@ def _transport(server: Any) -> tuple[Callable[[], AbstractAsyncContextManager], 
     )
 
 
-def connect_mcp(env: Environment, server: Any, *, name_prefix: str | None = None) -> list[McpTool]:
+def connect_mcp(
+    env: Environment,
+    server: Any,
+    *,
+    name_prefix: str | None = None,
+    include: list[str] | None = None,
+    exclude: list[str] | None = None,
+    headers: dict[str, str] | None = None,
+    **hud_options: Any,
+) -> list[McpTool]:
     """Mount the tools of an MCP server as tools of ``env``; returns the mounted tools.
 
     Args:
@@ -242,13 +267,35 @@ def connect_mcp(env: Environment, server: Any, *, name_prefix: str | None = None
             ``http(s)://`` URL (streamable HTTP), or a HUD-style ``mcp_config`` dict.
         name_prefix: names the tools ``{name_prefix}_{tool}``, for servers whose tool names
             clash with the environment's or another server's.
+        include, exclude: fnmatch patterns of the server's tool names to mount, or not
+            (HUD's connector filters).
+        headers: HTTP headers for a URL (``{"Authorization": "Bearer ..."}``); an
+            ``mcp_config`` entry may carry its own ``headers``, as in HUD.
+
+    HUD's other connector options (``alias``, ``transform``, ...) are not supported: ignored
+    with a warning.
     """
-    transport, label = _transport(server)
+    from fnmatch import fnmatch
+
+    ignored = [k for k, v in hud_options.items() if v is not None]
+    if ignored:
+        import warnings
+
+        warnings.warn(
+            f"connect options {', '.join(map(repr, ignored))} are not supported by Workbench "
+            "and are ignored",
+            stacklevel=3,
+        )
+    transport, label = _transport(server, headers)
     mounted = McpServer(transport, label)
     prefix = f"{name_prefix.rstrip('_')}_" if name_prefix else ""
     tools = []
     for remote in mounted.list_tools():
         if remote.name.startswith("_"):
+            continue
+        if include is not None and not any(fnmatch(remote.name, p) for p in include):
+            continue
+        if exclude and any(fnmatch(remote.name, p) for p in exclude):
             continue
         name = prefix + remote.name
         if name in env.tools:
