@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -130,9 +131,8 @@ class Episode:
         try:
             value = await self._gen.asend(answer)
         except StopAsyncIteration:
-            raise ScenarioError(
-                f"scenario '{self.scenario.name}' ended without yielding a reward"
-            ) from None
+            # HUD grades a scenario that stops after its prompt 0.0; say so in the trace
+            return 0.0, {"no_reward": "the scenario ended without yielding a reward"}
         return parse_reward(value, self.scenario.name)
 
     async def close(self) -> None:
@@ -152,9 +152,20 @@ def prompt_messages(prompt: Any, scenario: str) -> list[dict[str, Any]]:
 
     A string becomes one user message; chat messages are kept; MCP content blocks (text
     blocks, as objects or dicts, alone or in a list) become one user message of their text.
+    As in HUD: a list of strings is one user message each, an MCP ``PromptMessage`` (role
+    and a text block) a message of that role, and HUD v6's frame ``{"prompt": ...}`` is its
+    prompt.
     """
+    if isinstance(prompt, dict) and "prompt" in prompt and "role" not in prompt:
+        prompt = prompt["prompt"]  # HUD v6 templates: `yield {"prompt": ...}`
     if isinstance(prompt, str):
         return [{"role": "user", "content": prompt}]
+    if _is_prompt_message(prompt):
+        return [_prompt_message(prompt, scenario)]
+    if isinstance(prompt, list) and prompt and all(isinstance(m, str) for m in prompt):
+        return [{"role": "user", "content": m} for m in prompt]
+    if isinstance(prompt, list) and prompt and all(_is_prompt_message(m) for m in prompt):
+        return [_prompt_message(m, scenario) for m in prompt]
     if isinstance(prompt, list) and all(isinstance(m, dict) and "role" in m for m in prompt):
         return [dict(m) for m in prompt]
     blocks = prompt if isinstance(prompt, list | tuple) else [prompt]
@@ -165,6 +176,21 @@ def prompt_messages(prompt: Any, scenario: str) -> list[dict[str, Any]]:
         f"scenario '{scenario}' yielded a prompt of type {type(prompt).__name__}: "
         "yield a string, a list of chat messages or MCP text content blocks"
     )
+
+
+def _is_prompt_message(value: Any) -> bool:
+    """An MCP ``PromptMessage`` (an object with a role and one content block)."""
+    return not isinstance(value, dict) and hasattr(value, "role") and hasattr(value, "content")
+
+
+def _prompt_message(message: Any, scenario: str) -> dict[str, Any]:
+    text = message.content if isinstance(message.content, str) else _block_text(message.content)
+    if text is None:
+        raise ScenarioError(
+            f"scenario '{scenario}' yielded a {type(message).__name__} without text: "
+            "only text prompts are supported"
+        )
+    return {"role": str(message.role), "content": text}
 
 
 # What HUD's EvaluationResult carries beside the reward; kept in the trace's info.
@@ -191,6 +217,11 @@ def parse_reward(value: Any, scenario: str) -> tuple[float, dict[str, Any]]:
     ``score``) and optional ``info``; or an object with a ``.reward`` (HUD's
     ``EvaluationResult``). ``done``, ``content``, ``subscores`` and ``isError`` of a dict or
     object are kept in the info, never dropped.
+
+    HUD v6 takes any number. Here a reward is in [0, 1], because success rates, intervals and
+    pass@k are computed on that scale: a number outside it is clipped into it for the trace's
+    ``reward`` and kept as given in ``info["raw_reward"]`` (:func:`warn_about_reward` tells
+    the user). A number that is not finite is an error.
     """
     info: dict[str, Any] = {}
     if not isinstance(value, int | float | dict) and hasattr(value, "reward"):
@@ -207,9 +238,30 @@ def parse_reward(value: Any, scenario: str) -> tuple[float, dict[str, Any]]:
             f"scenario '{scenario}' yielded reward {value!r}: yield a number in [0, 1]"
         )
     reward = float(value)
+    if not math.isfinite(reward):
+        raise ScenarioError(f"scenario '{scenario}' yielded reward {reward}: not a number")
     if not 0.0 <= reward <= 1.0:
-        raise ScenarioError(f"scenario '{scenario}' yielded reward {reward}, outside [0, 1]")
+        info["raw_reward"] = reward
+        reward = min(1.0, max(0.0, reward))
     return reward, info
+
+
+def warn_about_reward(info: dict[str, Any], scenario: str) -> None:
+    """Warn, in the user's process, about a reward :func:`parse_reward` had to change."""
+    import warnings
+
+    if "raw_reward" in info:
+        warnings.warn(
+            f"scenario '{scenario}' yielded reward {info['raw_reward']}, outside [0, 1]: "
+            "recorded as the nearest of 0 and 1 (success rates and intervals need [0, 1]); "
+            "the value as yielded is kept in the trace's info['raw_reward']",
+            stacklevel=3,
+        )
+    if "no_reward" in info:
+        warnings.warn(
+            f"scenario '{scenario}' ended without yielding a reward: graded 0.0, as HUD does",
+            stacklevel=3,
+        )
 
 
 # -- tool calls as HUD users make them ----------------------------------------------------------

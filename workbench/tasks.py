@@ -65,20 +65,39 @@ def _args_hash(scenario: str, args: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-# Task fields HUD users set that Workbench keeps and shows but does not act on itself.
-_KEPT_FIELDS = ("columns", "metadata", "agent_config", "validation")
+# Task fields HUD users set that Workbench keeps, stores and shows.
+_KEPT_FIELDS = (
+    "columns",
+    "metadata",
+    "agent_config",
+    "validation",
+    "include_tools",
+    "exclude_tools",
+)
+
+# agent_config keys a run applies (see workbench.agent.Agent.for_task and Task.offers_tool).
+AGENT_CONFIG_APPLIED = (
+    "max_steps",
+    "system_prompt",
+    "timeout_seconds",
+    "allowed_tools",
+    "disallowed_tools",
+)
 
 
 class Task(pydantic.BaseModel):
     """A scenario of an environment with its arguments; ``slug`` names it in a taskset.
 
     As on the HUD platform, a task may carry ``columns`` (facets for filtering and
-    leaderboards), ``metadata``, ``agent_config`` (per-task agent settings: ``max_steps`` and
-    ``system_prompt`` are applied) and ``validation``; they are stored with the task and shown
-    by ``workbench tasks show``. Fields may be set after the task is made (``task.slug = ...``)
-    until it joins a taskset. ``env`` may be given as an :class:`Environment` or HUD's
-    ``{"name": ...}``; HUD v6's ``id`` names the scenario. A task with no scenario (``env()``)
-    has tools only, for driving an environment by hand.
+    leaderboards), ``metadata``, ``agent_config`` (per-task agent settings: ``max_steps``,
+    ``system_prompt``, ``timeout_seconds``, ``allowed_tools`` and ``disallowed_tools`` are
+    applied; other keys are kept with a warning) and ``validation``; they are stored with the
+    task and shown by ``workbench tasks show``. Fields may be set after the task is made
+    (``task.slug = ...``) until it joins a taskset. ``env`` may be given as an
+    :class:`Environment` or HUD's ``{"name": ..., "include": [...], "exclude": [...]}``
+    (the tool filters become ``include_tools`` / ``exclude_tools``, fnmatch patterns); HUD
+    v6's ``id`` names the scenario. A task with no scenario (``env()``) has tools only, for
+    driving an environment by hand.
     """
 
     model_config = pydantic.ConfigDict(extra="allow", validate_assignment=True)
@@ -91,6 +110,8 @@ class Task(pydantic.BaseModel):
     metadata: dict[str, Any] | None = None
     agent_config: dict[str, Any] | None = None
     validation: list[Any] | None = None
+    include_tools: list[str] | None = None
+    exclude_tools: list[str] | None = None
 
     @pydantic.model_validator(mode="before")
     @classmethod
@@ -105,6 +126,17 @@ class Task(pydantic.BaseModel):
             if not isinstance(env.get("name"), str):
                 raise ValueError("env given as a mapping needs a 'name' (HUD: {'name': 'shop'})")
             data["env"] = env["name"]
+            # HUD v5's EnvConfig filters the tools the agent sees
+            for key, field in (("include", "include_tools"), ("exclude", "exclude_tools")):
+                if env.get(key) is not None and data.get(field) is None:
+                    data[field] = list(env[key])
+            other = [k for k in env if k not in ("name", "include", "exclude")]
+            if other:
+                warnings.warn(
+                    f"env settings {', '.join(map(repr, other))} of a task are not supported by "
+                    "Workbench and are ignored",
+                    stacklevel=4,
+                )
         if "id" in data and not data.get("scenario"):  # HUD v6: Task(env=..., id="template")
             data["scenario"] = data.pop("id")
         if data.get("slug") is None:
@@ -133,6 +165,25 @@ class Task(pydantic.BaseModel):
             raise ValueError(
                 f"agent_config system_prompt must be text, got {type(prompt).__name__}"
             )
+        seconds = (config or {}).get("timeout_seconds")
+        if seconds is not None and (
+            isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0
+        ):
+            raise ValueError(f"agent_config timeout_seconds must be > 0, got {seconds!r}")
+        for key in ("allowed_tools", "disallowed_tools"):
+            names = (config or {}).get(key)
+            if names is not None and (
+                isinstance(names, str) or not all(isinstance(n, str) for n in names)
+            ):
+                raise ValueError(f"agent_config {key} must be a list of tool names")
+        ignored = [k for k, v in (config or {}).items() if k not in AGENT_CONFIG_APPLIED]
+        if ignored:
+            warnings.warn(
+                f"agent_config {', '.join(map(repr, ignored))} not supported by Workbench: "
+                f"kept with the task but change nothing (applied: "
+                f"{', '.join(AGENT_CONFIG_APPLIED)})",
+                stacklevel=2,
+            )
         return config
 
     def model_post_init(self, _context: Any) -> None:
@@ -148,6 +199,21 @@ class Task(pydantic.BaseModel):
 
     def environment(self) -> Environment:
         return resolve_environment(self.env)
+
+    def offers_tool(self, name: str) -> bool:
+        """Whether a run of this task shows the agent this tool: HUD's ``env`` filters
+        (``include_tools``, ``exclude_tools``) and ``agent_config``'s ``allowed_tools`` /
+        ``disallowed_tools``, all fnmatch patterns (``"*"``: every tool)."""
+        from fnmatch import fnmatch
+
+        config = self.agent_config or {}
+        for only in (self.include_tools, config.get("allowed_tools")):
+            if only is not None and not any(fnmatch(name, p) for p in only):
+                return False
+        for hidden in (self.exclude_tools, config.get("disallowed_tools")):
+            if hidden and any(fnmatch(name, p) for p in hidden):
+                return False
+        return True
 
     def validate_args(self) -> Task:
         """Check the arguments against the scenario's signature (raises a one-line error)."""
@@ -165,14 +231,42 @@ class Task(pydantic.BaseModel):
         record.update(self.model_extra or {})
         return record
 
-    async def run(self, model: str = "scripted:expert", *, max_steps: int = 10, **options: Any):
-        """Run this task once with a model and return the trace (HUD's ``task.run(agent)``)."""
+    async def run(
+        self, model: Any = "scripted:expert", *, max_steps: int | None = None, **options: Any
+    ):
+        """Run this task once with a model or agent; returns the trace (HUD's
+        ``await task.run("claude-sonnet-4-5")``, ``task.run(agent, max_steps=5)``).
+
+        The task's ``agent_config`` applies; ``max_steps`` given here wins over it. Other
+        options go to :func:`workbench.eval` (``runtime=``, HUD's ``trace=``, ...).
+        """
         from workbench.agent import Agent, create_agent
         from workbench.runs import eval as eval_context
 
-        agent = model if isinstance(model, Agent) else create_agent(model, max_steps=max_steps)
+        agent = model if isinstance(model, Agent) else create_agent(model)
         async with eval_context(self, **options) as ctx:
-            return await agent.run(ctx)
+            return await agent.run(ctx, max_steps=max_steps)
+
+    async def __aenter__(self):
+        """``async with task as ctx:`` is ``async with workbench.eval(task) as ctx:`` (HUD v5:
+        ``async with env("count", word=...) as ctx``)."""
+        from workbench.runs import eval as eval_context
+
+        block = eval_context(self)
+        _OPEN_BLOCKS.setdefault(id(self), []).append(block)
+        return await block.__aenter__()
+
+    async def __aexit__(self, *exc_info: Any):
+        blocks = _OPEN_BLOCKS[id(self)]
+        block = blocks.pop()
+        if not blocks:
+            del _OPEN_BLOCKS[id(self)]
+        return await block.__aexit__(*exc_info)
+
+
+# `async with task:` blocks in progress, by task (a pydantic model compares its private
+# attributes, so the block is not kept on the task itself)
+_OPEN_BLOCKS: dict[int, list[Any]] = {}
 
 
 class Taskset:
@@ -241,7 +335,66 @@ class Taskset:
         keep = set(wanted)
         return Taskset(self.name, [t for t in self.tasks if t.slug in keep], self.description)
 
+    def filter(self, slugs: Iterable[str]) -> Taskset:
+        """HUD v6: a taskset of only the tasks with these slugs (unknown slugs: ignored)."""
+        keep = set(slugs)
+        return Taskset(self.name, [t for t in self.tasks if t.slug in keep], self.description)
+
+    def exclude(self, slugs: Iterable[str]) -> Taskset:
+        """HUD v6: a taskset without the tasks with these slugs."""
+        drop = set(slugs)
+        return Taskset(self.name, [t for t in self.tasks if t.slug not in drop], self.description)
+
+    async def run(
+        self,
+        agent: Any,
+        *,
+        group: int | None = None,
+        max_concurrent: int | None = None,
+        max_steps: int | None = None,
+        **options: Any,
+    ):
+        """HUD v6's ``job = await ts.run(agent, group=8, max_concurrent=10)``: a job of every
+        task (:func:`workbench.evaluate`); ``job.reward`` is its mean reward over the runs
+        that did not end in an error, as HUD's. ``agent`` is an agent or a model id; an
+        agent's ``max_steps`` applies, and the tasks' ``agent_config`` as always. HUD's
+        ``runtime`` is where runs go here too: ``"isolated"``, ``"inprocess"``, ..."""
+        from workbench.agent import Agent, hud_model_id
+        from workbench.jobs import evaluate
+
+        if isinstance(agent, Agent):
+            if agent.system_prompt or agent.timeout:
+                warnings.warn(
+                    "Taskset.run() runs the agent's model with the job's settings: its "
+                    "system_prompt and timeout apply only per task, through agent_config",
+                    stacklevel=2,
+                )
+            max_steps = max_steps or agent.max_steps
+            model = agent.model.model_id
+        else:
+            model = hud_model_id(str(agent))
+        job = await evaluate(
+            self,
+            model,
+            group_size=group,
+            max_concurrent=max_concurrent,
+            max_steps=max_steps,
+            **options,
+        )
+        graded = [t.reward for t in job.traces() if t.stop_reason != "error"]
+        job.reward = sum(graded) / len(graded) if graded else 0.0  # HUD's Job.reward
+        return job
+
     # -- files and datasets ---------------------------------------------------------------
+
+    def to_file(self, path: str | Path) -> Path:
+        """HUD v6: write the tasks to ``.json`` (a list) or ``.jsonl`` (one per line)."""
+        path = Path(path)
+        if path.suffix == ".json":
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps([t.to_dict() for t in self.tasks], indent=2) + "\n")
+            return path
+        return self.save_jsonl(path)
 
     def save_jsonl(self, path: str | Path) -> Path:
         path = Path(path)
