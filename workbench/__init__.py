@@ -143,10 +143,12 @@ def __dir__() -> list[str]:
 
 class _Package(types.ModuleType):
     """Importing ``workbench.compare`` (the module) must not hide ``workbench.compare`` (the
-    function): Python binds a submodule as an attribute of its package when it is imported."""
+    function): Python binds a submodule as an attribute of its package when it is imported.
+    The same for ``workbench.eval``: the function, though ``workbench/eval/`` answers HUD's
+    ``from workbench.eval import Task``."""
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if isinstance(value, types.ModuleType) and _EXPORTS.get(name) == value.__name__:
+        if isinstance(value, types.ModuleType) and name in _EXPORTS:
             return  # the public function of that name wins; the module is in sys.modules
         super().__setattr__(name, value)
 
