@@ -97,14 +97,18 @@ def eval_command(
     ),
     models: list[str] = typer.Argument(None, help="Model ids, e.g. scripted:expert."),
     group_size: int = typer.Option(
-        None, "--group-size", "-g", help="Runs per task per model [default: 1]."
+        None, "--group-size", "--group", "-g", help="Runs per task per model [default: 1]."
     ),
     max_steps: int = typer.Option(None, "--max-steps", help="Model calls per run [default: 10]."),
     max_concurrent: int = typer.Option(
         None, "--max-concurrent", help="Runs in flight at once [default: 16]."
     ),
     timeout: float = typer.Option(None, "--timeout", help="Seconds per run."),
-    task_ids: str = typer.Option(None, "--task-ids", help="Comma-separated task slugs."),
+    task_ids: str = typer.Option(
+        None,
+        "--task-ids",
+        help="Comma-separated task slugs (or 0-based positions, as HUD's, when no slug matches).",
+    ),
     temperature: float = typer.Option(None, "--temperature"),
     top_p: float = typer.Option(None, "--top-p"),
     max_tokens: int = typer.Option(None, "--max-tokens", help="Tokens per model answer."),
@@ -150,15 +154,20 @@ def eval_command(
             taskset = from_inspect(taskset, task_args=parse_task_args(task_arg), grader=grader)
         elif grader or task_arg:
             raise WorkbenchError("--grader and -T go with an Inspect task: FILE.py[@task_name]")
+        from workbench.agent import hud_model_id
+
+        ids = [t.strip() for t in task_ids.split(",")] if task_ids else None
+        if ids and all(i.isdigit() for i in ids):
+            taskset, ids = _select_by_position(taskset, ids)
         # Only what was given goes on: RunConfig holds the defaults and checks every value.
         job = jobs.create_job(
             taskset,
-            models,
+            [hud_model_id(m) for m in models],
             group_size=group_size,
             max_steps=max_steps,
             max_concurrent=max_concurrent,
             timeout=timeout,
-            task_ids=[t.strip() for t in task_ids.split(",")] if task_ids else None,
+            task_ids=ids,
             temperature=temperature,
             top_p=top_p,
             max_tokens=max_tokens,
@@ -178,6 +187,23 @@ def eval_command(
     _run_with_progress(job)
     console.print(_leaderboard_table(job.leaderboard(), f"{job.taskset.name} · job {job.id}"))
     console.print(f"traces: `workbench trace ID` (ids: `workbench jobs {job.id}`)")
+
+
+def _select_by_position(taskset, ids: list[str]):
+    """``--task-ids 0,2``: slugs when the taskset has tasks of those slugs, else 0-based
+    positions (HUD's CLI takes both). Returns the taskset (loaded) and the slugs."""
+    from workbench.tasks import Taskset, load_taskset
+
+    loaded = taskset if isinstance(taskset, Taskset) else load_taskset(taskset)
+    if any(i in loaded.slugs for i in ids):
+        return loaded, ids
+    beyond = [i for i in ids if int(i) >= len(loaded)]
+    if beyond:
+        raise WorkbenchError(
+            f"taskset '{loaded.name}' has {len(loaded)} tasks (positions 0 to {len(loaded) - 1}) "
+            f"and no task '{beyond[0]}'"
+        )
+    return loaded, [loaded.tasks[int(i)].slug for i in ids]
 
 
 def _run_with_progress(job) -> None:
