@@ -154,15 +154,13 @@ def eval_command(
             taskset = from_inspect(taskset, task_args=parse_task_args(task_arg), grader=grader)
         elif grader or task_arg:
             raise WorkbenchError("--grader and -T go with an Inspect task: FILE.py[@task_name]")
-        from workbench.agent import hud_model_id
-
         ids = [t.strip() for t in task_ids.split(",")] if task_ids else None
         if ids and all(i.isdigit() for i in ids):
             taskset, ids = _select_by_position(taskset, ids)
         # Only what was given goes on: RunConfig holds the defaults and checks every value.
         job = jobs.create_job(
             taskset,
-            [hud_model_id(m) for m in models],
+            models,
             group_size=group_size,
             max_steps=max_steps,
             max_concurrent=max_concurrent,
