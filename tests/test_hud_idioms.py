@@ -14,6 +14,7 @@ from conftest import run_cli
 
 import workbench
 from workbench import Environment, Task
+from workbench.episode import ScenarioError
 from workbench.tasks import resolve_environment
 
 HUD = Path(__file__).resolve().parent / "hud"
@@ -441,14 +442,10 @@ async def test_prompts_and_rewards_as_hud_yields_them():
         async with workbench.eval(env("p", kind=kind), runtime="inprocess") as ctx:
             assert ctx.prompt == "Say hi"
             await ctx.submit("hi")
-    with pytest.warns(UserWarning, match="outside \\[0, 1\\]"):
-        async with workbench.eval(env("r", kind="high")) as ctx:
-            await ctx.submit("hi")
-    assert ctx.reward == 1.0 and ctx.trace.info["raw_reward"] == 2.0  # clipped, kept
-    with pytest.warns(UserWarning, match="outside"):
-        async with workbench.eval(env("r", kind="low")) as ctx:
-            await ctx.submit("hi")
-    assert ctx.reward == 0.0 and ctx.trace.info["raw_reward"] == -0.5
+    for kind, value in (("high", 2.0), ("low", -0.5)):  # v6 takes any number; here [0, 1]
+        with pytest.raises(ScenarioError, match=rf"reward {value}, outside.*scale it"):
+            async with workbench.eval(env("r", kind=kind)) as ctx:
+                await ctx.submit("hi")
     with pytest.warns(UserWarning, match="without yielding a reward"):
         async with workbench.eval(env("one_yield")) as ctx:
             await ctx.submit("hi")

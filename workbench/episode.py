@@ -219,9 +219,9 @@ def parse_reward(value: Any, scenario: str) -> tuple[float, dict[str, Any]]:
     object are kept in the info, never dropped.
 
     HUD v6 takes any number. Here a reward is in [0, 1], because success rates, intervals and
-    pass@k are computed on that scale: a number outside it is clipped into it for the trace's
-    ``reward`` and kept as given in ``info["raw_reward"]`` (:func:`warn_about_reward` tells
-    the user). A number that is not finite is an error.
+    pass@k are computed on that scale, and a number outside it is the run's error (clipped,
+    a reward of 7 on a 0-10 scale would count as a full success and every mean would be
+    wrong): the message says how to scale it. A number that is not finite is an error too.
     """
     info: dict[str, Any] = {}
     if not isinstance(value, int | float | dict) and hasattr(value, "reward"):
@@ -241,8 +241,11 @@ def parse_reward(value: Any, scenario: str) -> tuple[float, dict[str, Any]]:
     if not math.isfinite(reward):
         raise ScenarioError(f"scenario '{scenario}' yielded reward {reward}: not a number")
     if not 0.0 <= reward <= 1.0:
-        info["raw_reward"] = reward
-        reward = min(1.0, max(0.0, reward))
+        raise ScenarioError(
+            f"scenario '{scenario}' yielded reward {reward}, outside [0, 1]: success rates and "
+            "intervals need rewards in [0, 1] (HUD v6 takes any number); scale it, e.g. "
+            "yield score / MAX_SCORE"
+        )
     return reward, info
 
 
@@ -250,13 +253,6 @@ def warn_about_reward(info: dict[str, Any], scenario: str) -> None:
     """Warn, in the user's process, about a reward :func:`parse_reward` had to change."""
     import warnings
 
-    if "raw_reward" in info:
-        warnings.warn(
-            f"scenario '{scenario}' yielded reward {info['raw_reward']}, outside [0, 1]: "
-            "recorded as the nearest of 0 and 1 (success rates and intervals need [0, 1]); "
-            "the value as yielded is kept in the trace's info['raw_reward']",
-            stacklevel=3,
-        )
     if "no_reward" in info:
         warnings.warn(
             f"scenario '{scenario}' ended without yielding a reward: graded 0.0, as HUD does",
