@@ -764,13 +764,25 @@ def env_clean(
 @env_app.command("serve")
 def env_serve(
     env: str = typer.Argument(..., help="shop, package.module:attr or path/to/file.py:attr"),
-    transport: str = typer.Option("stdio", "--transport", help="stdio, or http (127.0.0.1)."),
+    transport: str = typer.Option(
+        "stdio",
+        "--transport",
+        help="stdio, or http (127.0.0.1; asks for the bearer token it prints, or "
+        "$WORKBENCH_MCP_TOKEN).",
+    ),
     port: int = typer.Option(8765, "--port", help="Port for --transport http (0: any free one)."),
+    no_token: bool = typer.Option(
+        False,
+        "--no-token",
+        help="With --transport http: no bearer token (anyone who can reach the port may call "
+        "the tools).",
+    ),
 ) -> None:
-    """Serve an environment over MCP: its tools, and its scenarios as prompts and resources."""
+    """Serve an environment over MCP: its tools, and its scenarios as prompts and resources;
+    each run plays where `workbench eval` would play it (pycode in its container)."""
     from workbench.runtimes.mcp_server import serve
 
-    serve(env, transport, port=port)
+    serve(env, transport, port=port, no_token=no_token)
 
 
 @env_app.command("build")

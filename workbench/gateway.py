@@ -526,6 +526,13 @@ def _own_origins(scope) -> set[str]:
     return {f"http://{name}{suffix}" for name in names}
 
 
+def local_finish_reason(message: dict[str, Any], generation: Any) -> str:
+    """A local model's finish reason (``length`` when max_tokens cut it, tool call or not)."""
+    from workbench.models.local import finish_reason
+
+    return finish_reason(message, generation)
+
+
 async def _generate(model: ChatModel, req: ChatRequest) -> tuple[dict[str, Any], str, dict]:
     """One choice: (message, finish_reason, usage), errors as APIError."""
     try:
@@ -533,7 +540,7 @@ async def _generate(model: ChatModel, req: ChatRequest) -> tuple[dict[str, Any],
             message, generation = await model.generate(
                 req.plain_messages, req.offered_tools, req.sampling
             )
-            finish = generation.finish_reason
+            finish = local_finish_reason(message, generation)
             usage = {
                 "prompt_tokens": generation.prompt_tokens,
                 "completion_tokens": generation.completion_tokens,
@@ -543,7 +550,8 @@ async def _generate(model: ChatModel, req: ChatRequest) -> tuple[dict[str, Any],
             completion: Completion = await model.complete(
                 req.plain_messages, req.offered_tools, req.sampling, run
             )
-            message, finish, usage = completion.message, "stop", completion.usage
+            finish = completion.finish_reason or "stop"
+            message, usage = completion.message, completion.usage
     except ModelAPIError as e:
         raise _upstream_error(e) from None
     except WorkbenchError as e:
@@ -551,7 +559,7 @@ async def _generate(model: ChatModel, req: ChatRequest) -> tuple[dict[str, Any],
         raise APIError(400, str(e), param) from None
     except Exception as e:  # the model failed: report it, keep serving
         raise APIError(500, f"the model failed: {type(e).__name__}: {e}") from None
-    if message.get("tool_calls"):
+    if message.get("tool_calls") and finish != "length":  # cut off: it never ended its turn
         finish = "tool_calls"
     return message, finish, usage
 
@@ -652,9 +660,8 @@ async def _local_stream(envelope, model, req: ChatRequest) -> AsyncIterator[dict
     finally:
         await items.aclose()  # a client that hung up stops the generation now, not at GC
     message, generation = item
-    finish = generation.finish_reason
+    finish = local_finish_reason(message, generation)
     if message.get("tool_calls"):
-        finish = "tool_calls"
         yield _chunk(envelope, {"tool_calls": _indexed(message["tool_calls"])})
     elif len(message.get("content") or "") > sent:
         yield _chunk(envelope, {"content": message["content"][sent:]})
