@@ -6,6 +6,8 @@ became `from workbench import Environment`); the environments are in tests/hud/.
 
 import json
 import os
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -364,6 +366,12 @@ def test_the_import_paths_hud_users_write():
     from workbench.episode import parse_reward
 
     assert parse_reward(result, "s")[0] == 0.5
+    # `workbench.types` once shadowed the package's own `types`: every submodule imported
+    # after it went missing as an attribute (`workbench.training`, `workbench.loop`)
+    after = "from workbench.types import Trace; import workbench.loop as m, workbench as w"
+    done = subprocess.run([sys.executable, "-c", f"{after}; print(w.loop is m)"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    assert done.stdout.strip() == "True", done.stderr
 
 
 async def test_a_hand_driven_openai_loop_stores_every_turn(letters, fake_openai):

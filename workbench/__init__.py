@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import importlib
 import sys
-import types
+from types import ModuleType as _ModuleType  # not `types`: workbench.types is a submodule
 from typing import TYPE_CHECKING, Any
 
 DISTRIBUTION = "agent-research-workbench"  # the name pip knows it by (pyproject.toml)
@@ -141,14 +141,14 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
 
 
-class _Package(types.ModuleType):
+class _Package(_ModuleType):
     """Importing ``workbench.compare`` (the module) must not hide ``workbench.compare`` (the
     function): Python binds a submodule as an attribute of its package when it is imported.
     The same for ``workbench.eval``: the function, though ``workbench/eval/`` answers HUD's
     ``from workbench.eval import Task``."""
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if isinstance(value, types.ModuleType) and name in _EXPORTS:
+        if isinstance(value, _ModuleType) and name in _EXPORTS:
             return  # the public function of that name wins; the module is in sys.modules
         super().__setattr__(name, value)
 
