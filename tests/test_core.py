@@ -14,6 +14,7 @@ from workbench.errors import (
     UnknownTasksetError,
     WorkbenchError,
 )
+from workbench.jobs import run_job
 
 # -- environments and tasks -----------------------------------------------------------------
 
@@ -377,3 +378,13 @@ async def test_a_running_job_is_not_resumed_a_second_time(toy, store):
     await job
     resumed = await workbench.resume(job.id)  # stopped: it resumes
     assert resumed.status == "finished" and len(resumed.traces_df()) == 40
+
+
+async def test_a_jobs_reward_is_the_leaderboards_mean_and_absent_before_any_run(toy):
+    """HUD's ``job.reward``: errors count 0 as on the leaderboard; no runs, no number."""
+    job = workbench.create_job(toy_taskset(toy), "scripted:crasher")
+    assert job.reward is None
+    await run_job(job)
+    assert job.reward == 0.0 == job.leaderboard()["mean_reward"].iloc[0]
+    done = await workbench.evaluate("arithmetic-basics", "scripted:weak")
+    assert done.reward == pytest.approx(done.leaderboard()["mean_reward"].iloc[0])

@@ -332,6 +332,15 @@ class Job:
     def traces(self) -> list[Trace]:
         return self.store.traces(job_id=self.id)
 
+    @property
+    def reward(self) -> float | None:
+        """The mean reward of the job's stored runs, counted as the leaderboard counts them
+        (an error is 0, a cancelled run is not a run); None before any run (HUD's
+        ``job.reward``; per model, with intervals: :meth:`leaderboard`)."""
+        cells = self.store.run_cells(job_id=self.id)
+        runs = int(cells["runs"].sum()) if len(cells) else 0
+        return float(cells["reward_sum"].sum()) / runs if runs else None
+
     def leaderboard(self) -> pd.DataFrame:
         from workbench.leaderboard import job_cells, leaderboard_from_cells
 

@@ -355,8 +355,8 @@ class Taskset:
         **options: Any,
     ):
         """HUD v6's ``job = await ts.run(agent, group=8, max_concurrent=10)``: a job of every
-        task (:func:`workbench.evaluate`); ``job.reward`` is its mean reward over the runs
-        that did not end in an error, as HUD's. ``agent`` is an agent or a model id; an
+        task (:func:`workbench.evaluate`); ``job.reward`` is its mean reward, counted as the
+        leaderboard counts it (an error is 0). ``agent`` is an agent or a model id; an
         agent's ``max_steps`` applies, and the tasks' ``agent_config`` as always. HUD's
         ``runtime`` is where runs go here too: ``"isolated"``, ``"inprocess"``, ..."""
         from workbench.agent import Agent, hud_model_id
@@ -381,8 +381,6 @@ class Taskset:
             max_steps=max_steps,
             **options,
         )
-        graded = [t.reward for t in job.traces() if t.stop_reason != "error"]
-        job.reward = sum(graded) / len(graded) if graded else 0.0  # HUD's Job.reward
         return job
 
     # -- files and datasets ---------------------------------------------------------------
