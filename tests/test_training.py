@@ -204,10 +204,10 @@ async def test_head_decides_what_the_name_evaluates_as(trained, monkeypatch):
     assert {t.checkpoint for t in trained_run.traces()} == {ckpt.id}
     assert all(t.tool_calls and t.tool_calls[0].name == "calculate" for t in trained_run.traces())
 
-    workbench.set_head("calc", None)  # back to the parent: the base model
+    workbench.set_head("calc", None)  # back to the parent: the base model, as forks are served
     try:
         as_parent = await workbench.evaluate("arithmetic-heldout", "calc", **options)
-        base = await workbench.evaluate("arithmetic-heldout", "local:smollm2-135m", **options)
+        base = await workbench.evaluate("arithmetic-heldout", "calc@base", **options)
         by_task = {t.task: t.messages for t in base.traces()}
         assert {t.task: t.messages for t in as_parent.traces()} == by_task
         assert {t.checkpoint for t in as_parent.traces()} == {None}

@@ -597,13 +597,19 @@ def test_voila_culls_the_kernels_of_closed_pages():
 # -- live counts that stay right -------------------------------------------------------------
 
 
-async def test_a_job_resumed_from_the_dashboard_is_counted_live_on_its_leaderboard(store):
+def slow_job_from_a_dashboard(store):
+    """A dashboard on a saved taskset, and a 20-run job of a slow model started from its
+    run dialog, two at a time."""
     store.save_taskset(toy_taskset())
     dash = Dashboard("toy-count", store=store)
     dialog = dash.dialog
     dialog.models.value, dialog.other_models.value = (), "scripted:slow"
     dialog.group_size.value, dialog.max_concurrent.value = 5, 2
-    job = dialog.run()
+    return dash, dialog, dialog.run()
+
+
+async def test_a_job_resumed_from_the_dashboard_is_counted_live_on_its_leaderboard(store):
+    dash, dialog, job = slow_job_from_a_dashboard(store)
     job.subscribe(lambda e: isinstance(e, RunFinished) and job.done >= 4 and dialog.cancel())
     await job
     assert dash.leaderboard.runs == store.count_traces(job.id) < job.total
@@ -613,12 +619,7 @@ async def test_a_job_resumed_from_the_dashboard_is_counted_live_on_its_leaderboa
 
 
 async def test_refreshing_the_dashboard_mid_job_keeps_the_leaderboard_live(store):
-    store.save_taskset(toy_taskset())
-    dash = Dashboard("toy-count", store=store)
-    dialog = dash.dialog
-    dialog.models.value, dialog.other_models.value = (), "scripted:slow"
-    dialog.group_size.value, dialog.max_concurrent.value = 5, 2
-    job = dialog.run()
+    dash, _, job = slow_job_from_a_dashboard(store)
     pressed = []
 
     def press(event):
