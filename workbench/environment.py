@@ -210,6 +210,19 @@ class Scenario:
         return values.model_dump(mode="json", exclude_unset=True)
 
 
+def warn_ignored(what: str, options: dict[str, Any], stacklevel: int) -> None:
+    """Warn, once per call, about HUD options that are set and that Workbench ignores."""
+    ignored = [k for k, v in options.items() if v is not None]
+    if ignored:
+        import warnings
+
+        warnings.warn(
+            f"{what} options {', '.join(map(repr, ignored))} are not supported by Workbench "
+            "and are ignored",
+            stacklevel=stacklevel,
+        )
+
+
 class Environment:
     """Tools and scenarios over a state object that is created fresh for every run.
 
@@ -240,15 +253,7 @@ class Environment:
         # HUD's `instructions` are its MCP server's: a description of the environment. Its
         # v6 `capabilities` (None: the default) and v5 `conflict_resolution` change nothing
         # here; one that is set is said so.
-        ignored = [k for k, v in hud_options.items() if v is not None]
-        if ignored:
-            import warnings
-
-            warnings.warn(
-                f"Environment options {', '.join(map(repr, ignored))} are not supported by "
-                "Workbench and are ignored",
-                stacklevel=2,
-            )
+        warn_ignored("Environment", hud_options, stacklevel=3)
         self.name = name
         self.state_factory = state
         self.description = description or instructions or ""

@@ -42,7 +42,7 @@ from typing import Any
 
 import pydantic
 
-from workbench.environment import Environment, Tool
+from workbench.environment import Environment, Tool, warn_ignored
 from workbench.errors import WorkbenchError
 
 LIST_TIMEOUT = 60.0  # seconds for the tool list at connect time: a hung server fails loudly
@@ -277,15 +277,7 @@ def connect_mcp(
     """
     from fnmatch import fnmatch
 
-    ignored = [k for k, v in hud_options.items() if v is not None]
-    if ignored:
-        import warnings
-
-        warnings.warn(
-            f"connect options {', '.join(map(repr, ignored))} are not supported by Workbench "
-            "and are ignored",
-            stacklevel=3,
-        )
+    warn_ignored("connect", hud_options, stacklevel=4)
     transport, label = _transport(server, headers)
     mounted = McpServer(transport, label)
     prefix = f"{name_prefix.rstrip('_')}_" if name_prefix else ""
